@@ -113,6 +113,7 @@ export const ERRORS = {
     message: 'sensor read failed on the vehicle',
   },
   VMCP_ERR_TIMEOUT: { http: [504, 'timeout'], message: 'no answer in time' },
+  VMCP_ERR_NOT_READY: { http: [503, 'not_ready'], message: 'listeners or store not ready' },
 } as const satisfies Record<string, CatalogueEntry>;
 
 export type VmcpErrorCode = keyof typeof ERRORS;

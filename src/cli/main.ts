@@ -1,5 +1,10 @@
 // The `vmcp` command: parses the subcommand and hands off to its module.
 import { createRequire } from 'node:module';
+import { device } from './device.js';
+import { send } from './send.js';
+import { serve } from './serve.js';
+import { tail } from './tail.js';
+import { token } from './token.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -10,6 +15,10 @@ Usage: vmcp <command> [options]
 
 Commands:
   serve     run the gateway
+  token     mint a vehicle token
+  device    register (add) or revoke a device
+  send      queue a command for a vehicle (--wait for its result)
+  tail      follow the event stream (uplink, presence, commands)
   help      show this help
 
 Run 'vmcp <command> --help' for a command's options.
@@ -17,26 +26,32 @@ Run 'vmcp <command> --help' for a command's options.
 
 type Out = (text: string) => void;
 
+const COMMANDS: Record<string, (argv: string[], out: Out, err: Out) => Promise<number>> = {
+  serve,
+  token,
+  device,
+  send,
+  tail,
+};
+
 export async function main(
   argv: string[],
   out: Out = (t) => process.stdout.write(t),
+  err: Out = (t) => process.stderr.write(t),
 ): Promise<number> {
   const [command, ...rest] = argv;
-  switch (command) {
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      out(USAGE);
-      return 0;
-    case '--version':
-    case '-v':
-      out(`${version}\n`);
-      return 0;
-    default:
-      process.stderr.write(
-        `vmcp: unknown command '${command}' (args: ${rest.join(' ')})\n${USAGE}`,
-      );
-      return 2;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    out(USAGE);
+    return 0;
   }
+  if (command === '--version' || command === '-v') {
+    out(`${version}\n`);
+    return 0;
+  }
+  const run = COMMANDS[command];
+  if (run === undefined) {
+    err(`vmcp: unknown command '${command}'\n${USAGE}`);
+    return 2;
+  }
+  return run(rest, out, err);
 }

@@ -18,7 +18,11 @@ export function writeFrame(
   out[o] = SOF;
   out[o + 1] = cmdByte;
   out[o + 2] = len;
-  if (len > 0) out.set(data.subarray(start, end), o + 3);
+  if (len > 0) {
+    // The whole of `data` (the usual case) needs no subarray view: one allocation less per frame.
+    if (start === 0 && end === data.length) out.set(data, o + 3);
+    else out.set(data.subarray(start, end), o + 3);
+  }
   const crc = crc16(out, o + 1, o + 3 + len);
   out[o + 3 + len] = crc >>> 8;
   out[o + 4 + len] = crc & 0xff;
@@ -179,16 +183,17 @@ export class FrameDecoder {
       sink.onBadFrame();
       const extentEnd = this.pendAt + total;
       if (extentEnd > this.quietUntil) this.quietUntil = extentEnd;
-      // Resume at the byte after this frame's SOF. A 0x55 among the bytes from earlier chunks
-      // becomes the new carried-over frame and this chunk is read again from its start.
+      // Resume at the byte after this frame's SOF. When that SOF came in this chunk, simply continue
+      // there. Otherwise the bytes from earlier chunks after the SOF are decoded again first (they may
+      // hold whole frames, or the start of one), then this chunk from its start.
+      if (fromEarlier <= 0) {
+        i = this.pendAt - base + 1;
+        continue;
+      }
       let j = 1;
       while (j < fromEarlier && pend[j] !== SOF) j++;
-      if (j < fromEarlier) {
-        pend.copyWithin(0, j, fromEarlier);
-        this.pendLen = fromEarlier - j;
-        this.pendAt += j;
-      }
       i = 0;
+      if (j < fromEarlier) this.decode(pend.slice(j, fromEarlier), this.pendAt + j);
     }
 
     // 2. Frames inside this chunk, delivered as views.

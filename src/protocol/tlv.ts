@@ -87,24 +87,31 @@ export class ByteWriter {
     return at;
   }
 
+  // Each writer reserves room first and only then reads `this.buf`: room() may replace the buffer,
+  // and `this.buf[this.room(1)]` would evaluate `this.buf` (the old, outgrown one) before growing it.
   u8(v: number): this {
-    this.buf[this.room(1)] = v;
+    const at = this.room(1);
+    this.buf[at] = v;
     return this;
   }
   u16(v: number): this {
-    writeU16(this.buf, this.room(2), v);
+    const at = this.room(2);
+    writeU16(this.buf, at, v);
     return this;
   }
   u32(v: number): this {
-    writeU32(this.buf, this.room(4), v);
+    const at = this.room(4);
+    writeU32(this.buf, at, v);
     return this;
   }
   u64(v: number): this {
-    writeU64(this.buf, this.room(8), v);
+    const at = this.room(8);
+    writeU64(this.buf, at, v);
     return this;
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
 

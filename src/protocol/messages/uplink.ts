@@ -95,6 +95,16 @@ export function decodeTelemetrySample(
     batteryMv: undefined,
     vendor: undefined,
   };
+  return readTelemetrySample(s, data, start, end);
+}
+
+/** Fills `s` (all keys present, timestamp -1) from the TLVs in `data[start, end)`; returns it. */
+function readTelemetrySample<T extends TelemetrySample>(
+  s: T,
+  data: Uint8Array,
+  start: number,
+  end: number,
+): T {
   const r = reader.reset(data, start, end);
   while (r.next()) {
     const at = r.valueStart;
@@ -150,10 +160,24 @@ export function decodeTelemetrySample(
 export function decodeTelemetry(data: Uint8Array): TelemetryMessage {
   requireLength(data, 4);
   const seq = readU32(data, 0);
+  // The sample's keys then `seq`, in one literal: one allocation and no shape change after it.
+  const msg: TelemetryMessage = {
+    timestamp: -1,
+    latitude: undefined,
+    longitude: undefined,
+    speed: undefined,
+    heading: undefined,
+    altitude: undefined,
+    odometer: undefined,
+    fuelOrSoc: undefined,
+    statusFlags: undefined,
+    engineRpm: undefined,
+    batteryMv: undefined,
+    vendor: undefined,
+    seq,
+  };
   try {
-    const sample = decodeTelemetrySample(data, 4, data.length) as TelemetryMessage;
-    sample.seq = seq;
-    return sample;
+    return readTelemetrySample(msg, data, 4, data.length);
   } catch (err) {
     throw withSeq(err, seq);
   }

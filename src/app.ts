@@ -1,0 +1,159 @@
+// The composition root: wires configuration, store, auth, gateway core, transports and the HTTP API into one process.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from './api/index.js';
+import { TokenService } from './auth/tokens.js';
+import { formatHostPort, type GatewayConfig, type HostPort } from './config/index.js';
+import { systemClock, type Clock } from './gateway/clock.js';
+import { Gateway } from './gateway/gateway.js';
+import { listenTcp, listenTls, type Listener } from './gateway/transports.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/types.js';
+
+export interface AppOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** Replace the configured store (tests). */
+  store?: Store;
+  /** Collect process metrics (off in tests that start many apps). */
+  defaultMetrics?: boolean;
+}
+
+export interface AppAddresses {
+  vehicle: HostPort;
+  tls: HostPort | undefined;
+  http: HostPort;
+}
+
+/** Secrets the gateway needs, from configuration or generated once into the data dir (zero-config start). */
+export interface ResolvedSecrets {
+  jwtSecret: string | undefined;
+  adminToken: string;
+  generated: string[];
+}
+
+function readOrCreateSecret(dataDir: string, file: string, generated: string[]): string {
+  const path = join(dataDir, file);
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const value = randomBytes(32).toString('base64url');
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  generated.push(path);
+  return value;
+}
+
+export function resolveSecrets(config: Readonly<GatewayConfig>): ResolvedSecrets {
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const generated: string[] = [];
+  const jwtSecret =
+    config.jwtSecret ??
+    (config.jwtPublicKeys === undefined
+      ? readOrCreateSecret(dataDir, 'jwt-secret', generated)
+      : undefined);
+  const adminToken = config.adminToken ?? readOrCreateSecret(dataDir, 'admin-token', generated);
+  return { jwtSecret, adminToken, generated };
+}
+
+export class GatewayApp {
+  private constructor(
+    readonly config: Readonly<GatewayConfig>,
+    readonly gateway: Gateway,
+    readonly store: Store,
+    readonly api: FastifyInstance,
+    readonly listeners: Listener[],
+    readonly addresses: AppAddresses,
+    readonly secrets: ResolvedSecrets,
+  ) {}
+
+  /** Opens the store, starts the gateway, the vehicle listeners and the API. /readyz answers 200 after this. */
+  static async start(
+    config: Readonly<GatewayConfig>,
+    options: AppOptions = {},
+  ): Promise<GatewayApp> {
+    const logger = options.logger ?? createLogger(config.logLevel);
+    const secrets = resolveSecrets(config);
+    const store =
+      options.store ??
+      new SqliteStore({
+        path: join(resolve(config.dataDir), 'vmcp.db'),
+        sync: config.storeSync === 'normal' ? 'normal' : 'full',
+      });
+    await store.open();
+    const tokens = await TokenService.create({
+      hs256Secret: secrets.jwtSecret,
+      publicKeysPem: config.jwtPublicKeys,
+    });
+    const gateway = new Gateway({
+      config,
+      store,
+      tokens,
+      logger,
+      metrics: new GatewayMetrics(options.defaultMetrics ?? true),
+      clock: options.clock ?? systemClock,
+      nodeId: config.nodeId ?? 'gw',
+    });
+    let listening = false;
+    const api = buildApi(gateway, {
+      adminToken: secrets.adminToken,
+      isReady: () => listening && gateway.ready,
+      logger,
+    });
+    const listeners: Listener[] = [];
+    try {
+      gateway.start();
+      listeners.push(await listenTcp(gateway, config.listen));
+      let tlsAddress: HostPort | undefined;
+      if (config.tlsListen !== undefined) {
+        const tls = await listenTls(gateway, config.tlsListen, {
+          cert: readFileSync(config.tlsCert!),
+          key: readFileSync(config.tlsKey!),
+          clientCa: readFileSync(config.clientCa!),
+        });
+        listeners.push(tls);
+        tlsAddress = tls.address;
+      }
+      await api.listen({ host: config.http.host, port: config.http.port });
+      const httpAddr = api.server.address();
+      const http =
+        typeof httpAddr === 'object' && httpAddr !== null
+          ? { host: httpAddr.address, port: httpAddr.port }
+          : config.http;
+      listening = true;
+      const addresses = { vehicle: listeners[0]!.address, tls: tlsAddress, http };
+      logger.info(
+        {
+          vehicle: formatHostPort(addresses.vehicle),
+          tls: tlsAddress && formatHostPort(tlsAddress),
+          http: formatHostPort(http),
+          store: store.capabilities.engine,
+        },
+        'gateway ready',
+      );
+      return new GatewayApp(config, gateway, store, api, listeners, addresses, secrets);
+    } catch (err) {
+      gateway.stop();
+      await Promise.allSettled(listeners.map((l) => l.close()));
+      await api.close().catch(() => undefined);
+      await store.close();
+      throw err;
+    }
+  }
+
+  private stopping: Promise<void> | undefined;
+
+  /** Graceful stop: no new connections, DISCONNECT SHUTDOWN, flush uplink, close the API and the store. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const closing = this.listeners.map((l) => l.close());
+      await this.gateway.shutdown();
+      await Promise.allSettled(closing);
+      await this.api.close();
+      await this.store.close();
+    })();
+    return this.stopping;
+  }
+}

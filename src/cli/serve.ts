@@ -1,0 +1,65 @@
+// `vmcp serve`: runs the gateway until SIGTERM/SIGINT, then drains gracefully.
+import { GatewayApp } from '../app.js';
+import { formatHostPort, loadConfig, parseFlags, settingsHelp } from '../config/index.js';
+import { isVmcpError } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
+
+export const SERVE_HELP = `Usage: vmcp serve [options]
+
+Runs the gateway. Every option also reads from the environment (VMCP_*) and a config file
+(--config file.json|yaml, camelCase keys). Precedence: flags > env > file > defaults.
+Durations take ms/s/m/h/d suffixes (7d, 1500ms); sizes take B/KiB/MiB/GiB.
+
+  --config                   VMCP_CONFIG                  JSON or YAML configuration file
+${settingsHelp()}
+`;
+
+export async function serve(
+  argv: string[],
+  out: (t: string) => void,
+  err: (t: string) => void,
+): Promise<number> {
+  const { flags } = parseFlags(argv);
+  if (flags.help === true) {
+    out(SERVE_HELP);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig({ flags, env: process.env });
+  } catch (e) {
+    if (isVmcpError(e, 'VMCP_ERR_CONFIG')) {
+      err(`vmcp serve: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const logger = createLogger(config.logLevel);
+  const app = await GatewayApp.start(config, { logger });
+  if (app.secrets.generated.length > 0) {
+    err(
+      `vmcp: generated secrets in ${config.dataDir} (${app.secrets.generated.join(', ')}).\n` +
+        `  Mint a vehicle token:  npx vmcp token --data-dir ${config.dataDir} --vehicle VIN --scope "telemetry:publish event:publish command:receive"\n` +
+        `  API bearer token:      cat ${config.dataDir}/admin-token\n`,
+    );
+  }
+  err(
+    `vmcp: vehicles on ${formatHostPort(app.addresses.vehicle)}${app.addresses.tls ? `, mutual TLS on ${formatHostPort(app.addresses.tls)}` : ''}, ` +
+      `HTTP API on http://${formatHostPort(app.addresses.http)}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'shutting down');
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve();
+    };
+    const onTerm = (): void => stop('SIGTERM');
+    const onInt = (): void => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+  });
+  await app.stop();
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,272 @@
+// Reliable downlink: the persisted command outbox, in-order delivery within a window, resend on reconnect, expiry, results (PROTOCOL.md 4).
+import { randomUUID } from 'node:crypto';
+import { VmcpError } from '../errors.js';
+import {
+  Cmd,
+  CommandResult,
+  ErrorCode,
+  decodeCommandAck,
+  decodeSensorData,
+  decodeUtf8,
+  encodeCommand,
+  encodeSensorRead,
+  toHex,
+} from '../protocol/index.js';
+import { RESULT_STATUS, type CommandRow, type CommandStatus } from '../store/types.js';
+import type { Gateway } from './gateway.js';
+import { ScopeBit, type DownlinkState, type Session } from './session.js';
+import { isVmcpError } from '../errors.js';
+
+export interface PostCommand {
+  vehicleId: string;
+  name: string;
+  /** JSON value; undefined or null → no PARAMS TLV. */
+  params?: unknown;
+  ttlMs: number;
+  traceparent: string | null;
+}
+
+/** 4.2: RESULT_PAYLOAD is JSON; otherwise its text, or lower-case hex when it is not UTF-8. */
+export function parseResultPayload(payload: Uint8Array | undefined): unknown {
+  if (payload === undefined) return null;
+  const text = decodeUtf8(payload, 0, payload.length);
+  if (text === undefined) return toHex(payload);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+export class Downlink {
+  constructor(private readonly gw: Gateway) {}
+
+  /** Persists a command (202 means durable) and sends it at once when the vehicle is online. */
+  async post(req: PostCommand): Promise<CommandRow> {
+    const now = this.gw.clock.now();
+    const row = await this.gw.store.createCommand({
+      id: `cmd_${randomUUID()}`,
+      vehicleId: req.vehicleId,
+      name: req.name,
+      params: req.params === undefined || req.params === null ? null : JSON.stringify(req.params),
+      createdAt: now,
+      expiresAt: now + req.ttlMs,
+      traceparent: req.traceparent,
+    });
+    this.gw.commandChanged(row);
+    const s = this.gw.sessions.get(req.vehicleId);
+    if (s !== undefined && s.state === 'connected' && s.downlink !== null) {
+      // The session keeps its own copy: sending it changes its status, the caller's answer stays `pending`.
+      const queued = { ...row };
+      s.downlink.known.set(row.seq, queued);
+      s.downlink.queue.push(queued);
+      this.pump(s);
+    }
+    return row;
+  }
+
+  /** 9: only a pending command (never written to the vehicle) can be cancelled. */
+  async cancel(id: string): Promise<CommandRow> {
+    const row = await this.gw.store.getCommand(id);
+    if (row === undefined) throw new VmcpError('VMCP_ERR_COMMAND_NOT_FOUND');
+    const s = this.gw.sessions.get(row.vehicleId);
+    const state = s?.downlink;
+    if (state != null && state.inflight.has(row.seq))
+      throw new VmcpError('VMCP_ERR_COMMAND_DELIVERED');
+    const now = this.gw.clock.now();
+    const updated = await this.gw.store.transitionCommand(id, ['pending'], 'cancelled', now);
+    if (updated === undefined) {
+      const current = (await this.gw.store.getCommand(id))!;
+      throw new VmcpError(
+        current.status === 'delivered' ? 'VMCP_ERR_COMMAND_DELIVERED' : 'VMCP_ERR_COMMAND_FINAL',
+      );
+    }
+    if (state != null) this.forget(state, updated.seq);
+    this.gw.commandChanged(updated);
+    return updated;
+  }
+
+  /** Open commands of a vehicle at `now` (QUERY 0x02). */
+  async pendingCount(vehicleId: string): Promise<number> {
+    return (await this.gw.store.openCommands(vehicleId, this.gw.clock.now())).length;
+  }
+
+  /**
+   * On CONNACK ACCEPTED (4.1): open commands with SEQ ≤ LAST_COMMAND_SEQ finished on the vehicle and
+   * are not sent again (they become `delivered` until they expire); the others are queued in order.
+   */
+  async attach(s: Session, lastCommandSeq: number, open: CommandRow[]): Promise<void> {
+    const state: DownlinkState = { known: new Map(), queue: [], inflight: new Set() };
+    const now = this.gw.clock.now();
+    for (const row of open) {
+      state.known.set(row.seq, row);
+      if (row.seq > lastCommandSeq) state.queue.push(row);
+      else if (row.status === 'pending') {
+        const updated = await this.gw.store.transitionCommand(
+          row.id,
+          ['pending'],
+          'delivered',
+          now,
+        );
+        if (updated !== undefined) {
+          state.known.set(row.seq, updated);
+          this.gw.commandChanged(updated);
+        }
+      }
+    }
+    s.downlink = state;
+  }
+
+  /** Writes queued commands while the window has room (4.1: at most `commandWindow` without a final result). */
+  pump(s: Session): void {
+    const state = s.downlink;
+    if (state === null || s.state !== 'connected') return;
+    // 2.3: a session without command:receive is sent no command; they stay pending.
+    if ((s.scopes & ScopeBit.COMMAND) === 0) return;
+    const now = this.gw.now;
+    const window = this.gw.config.commandWindow;
+    while (state.queue.length > 0 && state.inflight.size < window) {
+      const row = state.queue.shift()!;
+      if (row.expiresAt <= now) {
+        state.known.delete(row.seq); // the expiry sweep marks it
+        continue;
+      }
+      state.inflight.add(row.seq);
+      const data = encodeCommand({
+        seq: row.seq,
+        commandId: row.id,
+        name: row.name,
+        params: row.params ?? undefined,
+        expiresAt: row.expiresAt,
+        traceparent: row.traceparent ?? undefined,
+      });
+      s.sendMessage(Cmd.COMMAND, data);
+      // 4.1: a command becomes `delivered` when its frame is written to the connection.
+      if (row.status === 'pending') {
+        row.status = 'delivered';
+        void this.gw.store.transitionCommand(row.id, ['pending'], 'delivered', now).then(
+          (updated) => {
+            if (updated !== undefined) this.gw.commandChanged(updated);
+          },
+          (err: unknown) =>
+            this.gw.logger.error({ err, commandId: row.id }, 'marking command delivered failed'),
+        );
+      }
+      this.gw.logger.debug(
+        { vehicleId: s.vehicleId, commandId: row.id, seq: row.seq, traceparent: row.traceparent },
+        'command sent',
+      );
+    }
+  }
+
+  /** COMMAND_ACK (4.2): the first final result counts; unknown, final or repeated acks are ignored. */
+  onCommandAck(s: Session, data: Uint8Array): void {
+    if ((s.scopes & ScopeBit.COMMAND) === 0) {
+      s.sendError(ErrorCode.FORBIDDEN, Cmd.COMMAND_ACK, 'command:receive scope required');
+      return;
+    }
+    let ack;
+    try {
+      ack = decodeCommandAck(data);
+    } catch (err) {
+      if (!isVmcpError(err)) throw err;
+      s.sendError(ErrorCode.INVALID_DATA, Cmd.COMMAND_ACK, err.message, err.seq);
+      return;
+    }
+    const state = s.downlink;
+    const row = state?.known.get(ack.seq);
+    if (state == null || row === undefined) return;
+    if (ack.result === CommandResult.IN_PROGRESS) return;
+    const status: CommandStatus = RESULT_STATUS[ack.result]!;
+    const result = parseResultPayload(ack.resultPayload);
+    this.forget(state, ack.seq);
+    const now = this.gw.clock.now();
+    void this.gw.store
+      .transitionCommand(row.id, ['pending', 'delivered'], status, now, result)
+      .then(
+        (updated) => {
+          if (updated !== undefined) this.gw.commandChanged(updated);
+        },
+        (err: unknown) =>
+          this.gw.logger.error({ err, commandId: row.id }, 'recording command result failed'),
+      );
+    this.pump(s);
+  }
+
+  private forget(state: DownlinkState, seq: number): void {
+    state.known.delete(seq);
+    state.inflight.delete(seq);
+    const i = state.queue.findIndex((r) => r.seq === seq);
+    if (i >= 0) state.queue.splice(i, 1);
+  }
+
+  /** The expiry sweep: open commands past EXPIRES_AT become `expired`; expiry frees a window slot. */
+  async expire(now: number): Promise<void> {
+    for (;;) {
+      const rows = await this.gw.store.expireCommands(now, 500);
+      for (const row of rows) {
+        this.gw.commandChanged(row);
+        const s = this.gw.sessions.get(row.vehicleId);
+        if (s?.downlink != null) {
+          this.forget(s.downlink, row.seq);
+          this.pump(s);
+        }
+      }
+      if (rows.length < 500) return;
+    }
+  }
+
+  // ---- sensor reads (4.3): live, unpersisted, correlated by TAG ----
+
+  readSensor(
+    s: Session,
+    channel: number,
+    timeoutMs: number,
+  ): Promise<{ status: number; value: Uint8Array }> {
+    if ((s.scopes & ScopeBit.COMMAND) === 0)
+      return Promise.reject(new VmcpError('VMCP_ERR_NOT_PERMITTED'));
+    const reads = (s.reads ??= new Map());
+    if (reads.size >= this.gw.config.sensorReadLimit)
+      return Promise.reject(new VmcpError('VMCP_ERR_TOO_MANY_READS'));
+    let tag = s.nextReadTag;
+    while (reads.has(tag)) tag = (tag + 1) & 0xff;
+    s.nextReadTag = (tag + 1) & 0xff;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reads.delete(tag);
+        reject(new VmcpError('VMCP_ERR_TIMEOUT'));
+      }, timeoutMs);
+      reads.set(tag, { channel, resolve, reject, timer });
+      s.sendMessage(Cmd.SENSOR_READ, encodeSensorRead({ channel, tag }));
+    });
+  }
+
+  onSensorData(s: Session, data: Uint8Array): void {
+    if ((s.scopes & ScopeBit.COMMAND) === 0) {
+      s.sendError(ErrorCode.FORBIDDEN, Cmd.SENSOR_DATA, 'command:receive scope required');
+      return;
+    }
+    if (data.length < 3) {
+      s.sendError(ErrorCode.INVALID_DATA, Cmd.SENSOR_DATA, 'SENSOR_DATA shorter than 3 bytes');
+      return;
+    }
+    const msg = decodeSensorData(data);
+    const read = s.reads?.get(msg.tag);
+    // A CHANNEL/TAG pair with no outstanding read is ignored.
+    if (read === undefined || read.channel !== msg.channel) return;
+    s.reads!.delete(msg.tag);
+    clearTimeout(read.timer);
+    read.resolve({ status: msg.status, value: msg.value });
+  }
+
+  /** Session ended: reads waiting on it fail with 409 vehicle_offline (2). */
+  detach(s: Session): void {
+    const reads = s.reads;
+    if (reads === null) return;
+    s.reads = null;
+    for (const read of reads.values()) {
+      clearTimeout(read.timer);
+      read.reject(new VmcpError('VMCP_ERR_VEHICLE_OFFLINE'));
+    }
+  }
+}

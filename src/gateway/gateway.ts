@@ -1,0 +1,756 @@
+// The gateway core: sessions by vehicle, CONNECT (auth, takeover), dispatch registry, sweeps, store health, operations for the API.
+import { EventEmitter } from 'node:events';
+import { statfs } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import { certificateMatches } from '../auth/certificate.js';
+import { Scope } from '../auth/scopes.js';
+import { verifySecret } from '../auth/secrets.js';
+import type { TokenService } from '../auth/tokens.js';
+import type { GatewayConfig } from '../config/index.js';
+import { VmcpError, isVmcpError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import {
+  Cmd,
+  CommandRegistry,
+  ConnackStatus,
+  DISCONNECT_REASON_NAMES,
+  DisconnectReason,
+  MAX_VERSION,
+  MIN_VERSION,
+  encodeConnack,
+  decodeConnect,
+  type ConnackMessage,
+  type ConnectMessage,
+  type UplinkRecord,
+} from '../protocol/index.js';
+import type { CommandRow, Store, VehicleRow } from '../store/types.js';
+import type { Clock } from './clock.js';
+import { Downlink } from './downlink.js';
+import { onDisconnect, onError, onPing, onPong, onQuery } from './handlers/control.js';
+import { onEvent, onTelemetry, onTelemetryBatch } from './handlers/uplink.js';
+import { ScopeBit, Session, type SessionState, type TransportInfo } from './session.js';
+import { UplinkPipeline } from './uplink.js';
+
+export type Handler = (s: Session, data: Uint8Array) => void;
+
+export interface GatewayDeps {
+  config: Readonly<GatewayConfig>;
+  store: Store;
+  tokens: TokenService;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  clock: Clock;
+  /** Identifies this process in session ids and logs. */
+  nodeId: string;
+}
+
+export interface PresenceEvent {
+  vehicleId: string;
+  online: boolean;
+  sessionId: string;
+  at: number;
+  reason?: string;
+}
+
+export interface GatewayEvents {
+  uplink: [UplinkRecord];
+  presence: [PresenceEvent];
+  command: [CommandRow];
+}
+
+export interface SessionView {
+  id: string;
+  connectedAt: number;
+  remote: string;
+  version: number;
+  keepalive: number;
+}
+
+export interface VehicleView {
+  id: string;
+  online: boolean;
+  lastUplinkSeq: number;
+  latest: VehicleRow['latest'];
+  session: SessionView | null;
+}
+
+type AuthOutcome =
+  | { ok: true; scopes: readonly string[]; expiresAt: number; token?: string }
+  | { ok: false; status: number; reason: string };
+
+const SWEEP_MS = 500;
+const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
+const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
+
+function scopeBits(scopes: readonly string[]): number {
+  let bits = 0;
+  for (const s of scopes) {
+    if (s === Scope.TELEMETRY_PUBLISH) bits |= ScopeBit.TELEMETRY;
+    else if (s === Scope.EVENT_PUBLISH) bits |= ScopeBit.EVENT;
+    else if (s === Scope.COMMAND_RECEIVE) bits |= ScopeBit.COMMAND;
+  }
+  return bits;
+}
+
+export class Gateway {
+  readonly config: Readonly<GatewayConfig>;
+  readonly store: Store;
+  readonly tokens: TokenService;
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly clock: Clock;
+  readonly nodeId: string;
+  readonly events = new EventEmitter<GatewayEvents>();
+  readonly registry = new CommandRegistry<Handler>();
+  readonly uplink: UplinkPipeline;
+  readonly downlink: Downlink;
+  /** Connected (or being connected) sessions by vehicle id: one per vehicle (2). */
+  readonly sessions = new Map<string, Session>();
+  /** Every live connection. */
+  readonly all = new Set<Session>();
+  /** Cached clock reading, refreshed once per read and per sweep. */
+  now: number;
+  draining = false;
+  uplinkPaused = false;
+
+  private readonly closingSince = new Map<Session, number>();
+  private readonly paused = new Set<Session>();
+  private readonly vehicleLocks = new Map<string, Promise<void>>();
+  private readonly authFailures = new Map<string, { count: number; since: number }>();
+  private connectTokens: number;
+  private connectTokensAt: number;
+  private storeUp = true;
+  private probeAt = 0;
+  private diskLow = false;
+  private sessionSeq = 0;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private slowTimer: NodeJS.Timeout | undefined;
+  private slowRunning = false;
+
+  constructor(deps: GatewayDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.tokens = deps.tokens;
+    this.logger = deps.logger;
+    this.metrics = deps.metrics;
+    this.clock = deps.clock;
+    this.nodeId = deps.nodeId;
+    this.now = this.clock.now();
+    this.connectTokens = this.config.connectBurst;
+    this.connectTokensAt = this.now;
+    this.uplink = new UplinkPipeline(this);
+    this.downlink = new Downlink(this);
+    this.registerHandlers();
+  }
+
+  /** Dispatch table (PROTOCOL.md 2): version 2 inherits version 1 and adds QUERY and TELEMETRY_BATCH. */
+  private registerHandlers(): void {
+    const dl = this.downlink;
+    this.registry
+      .register(1, Cmd.PING, onPing)
+      .register(1, Cmd.PONG, onPong)
+      .register(1, Cmd.ERROR, onError)
+      .register(1, Cmd.DISCONNECT, onDisconnect)
+      .register(1, Cmd.TELEMETRY, onTelemetry)
+      .register(1, Cmd.EVENT, onEvent)
+      .register(1, Cmd.COMMAND_ACK, (s, d) => dl.onCommandAck(s, d))
+      .register(1, Cmd.SENSOR_DATA, (s, d) => dl.onSensorData(s, d))
+      .register(2, Cmd.QUERY, onQuery)
+      .register(2, Cmd.TELEMETRY_BATCH, onTelemetryBatch)
+      .freeze();
+  }
+
+  start(): void {
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    this.slowTimer = setInterval(() => void this.slowSweep(), 1_000);
+    this.slowTimer.unref();
+  }
+
+  tickNow(): number {
+    return (this.now = this.clock.now());
+  }
+
+  /** Whether uplink may be admitted: the store takes writes (or is due a retry) and disk is above the floor. */
+  get storeWritable(): boolean {
+    return (this.storeUp || this.now >= this.probeAt) && !this.diskLow;
+  }
+
+  get ready(): boolean {
+    return this.storeUp && !this.draining;
+  }
+
+  get connectedCount(): number {
+    return this.sessions.size;
+  }
+
+  // ---- connections ----
+
+  /** Takes a new transport connection (TCP, TLS or an in-memory duplex). */
+  handle(stream: Duplex, info: TransportInfo): Session {
+    this.tickNow();
+    const s = new Session(this, stream, info);
+    this.all.add(s);
+    this.metrics.connections.labels('connecting').inc();
+    this.metrics.connectionsAccepted.labels(info.transport).inc();
+    return s;
+  }
+
+  sessionTransition(s: Session, from: SessionState, to: SessionState, reason: string): void {
+    if (from !== 'closed') this.metrics.connections.labels(from).dec();
+    if (to !== 'closed') this.metrics.connections.labels(to).inc();
+    this.logger.debug(
+      { sessionId: s.id, vehicleId: s.vehicleId || undefined, from, to, reason },
+      'session state',
+    );
+  }
+
+  sessionClosing(s: Session, why: string, reason?: number): void {
+    // Labels stay bounded: the DISCONNECT reason name, or 'closed' for closes without one.
+    this.metrics.disconnects
+      .labels(reason === undefined ? 'closed' : (DISCONNECT_REASON_NAMES[reason] ?? 'other'))
+      .inc();
+    if (s.vehicleId !== '' && this.sessions.get(s.vehicleId) === s) {
+      this.sessions.delete(s.vehicleId);
+      if (s.id !== '') {
+        this.events.emit('presence', {
+          vehicleId: s.vehicleId,
+          online: false,
+          sessionId: s.id,
+          at: this.now,
+          reason: why,
+        });
+        this.logger.info(
+          { vehicleId: s.vehicleId, sessionId: s.id, why, reason },
+          'vehicle disconnected',
+        );
+      }
+    }
+    this.downlink.detach(s);
+  }
+
+  lingerUntilClosed(s: Session): void {
+    this.closingSince.set(s, this.now);
+  }
+
+  sessionClosed(s: Session): void {
+    this.all.delete(s);
+    this.closingSince.delete(s);
+    this.paused.delete(s);
+  }
+
+  pauseSession(s: Session): void {
+    s.readPaused = true;
+    s.stream.pause();
+    this.paused.add(s);
+  }
+
+  /** The store is behind: stop reading uplink until the backlog halves (backpressure, not buffering). */
+  pauseUplink(): void {
+    if (this.uplinkPaused) return;
+    this.uplinkPaused = true;
+    this.logger.warn({ backlog: this.uplink.backlog }, 'uplink backlog high: pausing reads');
+  }
+
+  resumeUplink(): void {
+    if (!this.uplinkPaused) return;
+    this.uplinkPaused = false;
+    for (const s of this.paused) {
+      s.readPaused = false;
+      if (s.state === 'connected' && s.stream.writableLength <= this.config.writeBufferBytes)
+        s.stream.resume();
+    }
+    this.paused.clear();
+  }
+
+  // ---- CONNECT (2.1–2.3) ----
+
+  connect(s: Session, data: Uint8Array): void {
+    this.connectFlow(s, data).catch((err: unknown) => {
+      this.logger.error({ err, sessionId: s.id }, 'CONNECT failed');
+      if (s.state === 'connecting')
+        this.refuse(s, ConnackStatus.SERVER_BUSY, 'internal error', 1_000);
+    });
+  }
+
+  private refuse(
+    s: Session,
+    status: number,
+    reason: string,
+    retryAfterMs?: number,
+    redirect?: string,
+  ): void {
+    if (s.state !== 'connecting') return;
+    const msg: ConnackMessage = { status, version: 0, reason, retryAfterMs, redirect };
+    this.metrics.connacks.labels(String(status)).inc();
+    s.sendMessage(Cmd.CONNACK, encodeConnack(msg));
+    s.close(`connect refused: ${reason}`);
+  }
+
+  private busyRetryMs(): number {
+    return 1_000 + Math.floor(Math.random() * 1_000);
+  }
+
+  private async connectFlow(s: Session, data: Uint8Array): Promise<void> {
+    let msg: ConnectMessage;
+    try {
+      msg = decodeConnect(data);
+    } catch (err) {
+      if (!isVmcpError(err)) throw err;
+      return this.refuse(s, ConnackStatus.INVALID, err.message);
+    }
+    const version = Math.min(msg.versionMax, MAX_VERSION);
+    if (version < Math.max(msg.versionMin, MIN_VERSION)) {
+      return this.refuse(
+        s,
+        ConnackStatus.UNSUPPORTED_VERSION,
+        `gateway speaks versions ${MIN_VERSION}–${MAX_VERSION}`,
+      );
+    }
+    // Overload is refused before the expensive part (signature or hash checks).
+    const now = this.tickNow();
+    if (this.draining)
+      return this.refuse(
+        s,
+        ConnackStatus.SERVER_BUSY,
+        'draining',
+        this.busyRetryMs(),
+        this.config.redirect,
+      );
+    if (this.sessions.size >= this.config.maxConnections && !this.sessions.has(msg.vehicleId)) {
+      return this.refuse(
+        s,
+        ConnackStatus.SERVER_BUSY,
+        'at capacity',
+        this.busyRetryMs(),
+        this.config.redirect,
+      );
+    }
+    if (!this.takeConnectToken(now))
+      return this.refuse(s, ConnackStatus.SERVER_BUSY, 'connect rate', this.busyRetryMs());
+    const ip = s.info.remoteAddress;
+    const failures = this.authFailures.get(ip);
+    if (
+      failures !== undefined &&
+      now - failures.since < this.config.authFailureWindowMs &&
+      failures.count >= this.config.authFailureLimit
+    ) {
+      return this.refuse(
+        s,
+        ConnackStatus.SERVER_BUSY,
+        'too many failed authentications',
+        this.config.authFailureWindowMs - (now - failures.since),
+      );
+    }
+
+    const auth = await this.authenticate(s, msg);
+    if (!auth.ok) {
+      if (auth.status === ConnackStatus.BAD_CREDENTIALS) this.countAuthFailure(ip);
+      this.logger.info(
+        { vehicleId: msg.vehicleId, remote: ip, status: auth.status, reason: auth.reason },
+        'CONNECT refused',
+      );
+      return this.refuse(s, auth.status, auth.reason);
+    }
+    if (s.state !== 'connecting') return;
+    await this.withVehicleLock(msg.vehicleId, () => this.accept(s, msg, version, auth));
+    s.resumeAfterConnect();
+    this.downlink.pump(s);
+  }
+
+  private takeConnectToken(now: number): boolean {
+    const cfg = this.config;
+    this.connectTokens = Math.min(
+      cfg.connectBurst,
+      this.connectTokens + ((now - this.connectTokensAt) * cfg.connectRatePerSec) / 1000,
+    );
+    this.connectTokensAt = now;
+    if (this.connectTokens < 1) return false;
+    this.connectTokens -= 1;
+    return true;
+  }
+
+  private countAuthFailure(ip: string): void {
+    const now = this.now;
+    const f = this.authFailures.get(ip);
+    if (f === undefined || now - f.since >= this.config.authFailureWindowMs)
+      this.authFailures.set(ip, { count: 1, since: now });
+    else f.count++;
+  }
+
+  /** 2.2/2.3: BAD_CREDENTIALS before FORBIDDEN; scopes from the token or the device registry. */
+  private async authenticate(s: Session, msg: ConnectMessage): Promise<AuthOutcome> {
+    const now = this.clock.now();
+    const id = msg.vehicleId;
+    const cert = s.info.certificate;
+    const certOk =
+      s.info.transport !== 'tls' || (cert !== undefined && certificateMatches(cert, id));
+    if (msg.token !== undefined) {
+      const r = await this.tokens.verify(msg.token, now);
+      if (!r.ok)
+        return { ok: false, status: ConnackStatus.BAD_CREDENTIALS, reason: `token ${r.failure}` };
+      if (r.token.subject !== id)
+        return {
+          ok: false,
+          status: ConnackStatus.FORBIDDEN,
+          reason: 'token is for another vehicle',
+        };
+      if (!certOk)
+        return {
+          ok: false,
+          status: ConnackStatus.FORBIDDEN,
+          reason: 'certificate identity mismatch',
+        };
+      const device = await this.store.getDevice(id);
+      if (device !== undefined && device.revokedAt !== null)
+        return { ok: false, status: ConnackStatus.FORBIDDEN, reason: 'device revoked' };
+      const outcome: AuthOutcome = {
+        ok: true,
+        scopes: r.token.scopes,
+        expiresAt: r.token.expiresAtMs,
+      };
+      // Renew a token that nears expiry, with the same scopes (2.2 TOKEN); tokenRenewBeforeMs 0 disables it.
+      const renewBefore = this.config.tokenRenewBeforeMs;
+      if (this.tokens.canSign && renewBefore > 0 && r.token.expiresAtMs - now < renewBefore) {
+        outcome.token = await this.tokens.sign({
+          subject: id,
+          scopes: r.token.scopes,
+          ttlMs: this.config.tokenTtlMs,
+          nowMs: now,
+        });
+        outcome.expiresAt = now + this.config.tokenTtlMs;
+      }
+      return outcome;
+    }
+    if (msg.credential !== undefined) {
+      const device = await this.store.getDevice(id);
+      if (device === undefined || !(await verifySecret(msg.credential, device.secretHash))) {
+        return {
+          ok: false,
+          status: ConnackStatus.BAD_CREDENTIALS,
+          reason: 'unknown device or wrong credential',
+        };
+      }
+      if (device.revokedAt !== null)
+        return { ok: false, status: ConnackStatus.FORBIDDEN, reason: 'device revoked' };
+      if (!certOk)
+        return {
+          ok: false,
+          status: ConnackStatus.FORBIDDEN,
+          reason: 'certificate identity mismatch',
+        };
+      const outcome: AuthOutcome = { ok: true, scopes: device.scopes, expiresAt: Infinity };
+      if (this.tokens.canSign) {
+        outcome.token = await this.tokens.sign({
+          subject: id,
+          scopes: device.scopes,
+          ttlMs: this.config.tokenTtlMs,
+          nowMs: now,
+        });
+      }
+      return outcome;
+    }
+    return {
+      ok: false,
+      status: ConnackStatus.BAD_CREDENTIALS,
+      reason: 'neither TOKEN nor CREDENTIAL',
+    };
+  }
+
+  /** Serializes CONNECTs of one vehicle so racing connections take over one after the other. */
+  private async withVehicleLock(vehicleId: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.vehicleLocks.get(vehicleId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.vehicleLocks.set(vehicleId, tail);
+    try {
+      await run;
+    } finally {
+      if (this.vehicleLocks.get(vehicleId) === tail) this.vehicleLocks.delete(vehicleId);
+    }
+  }
+
+  private async accept(
+    s: Session,
+    msg: ConnectMessage,
+    version: number,
+    auth: Extract<AuthOutcome, { ok: true }>,
+  ): Promise<void> {
+    const id = msg.vehicleId;
+    // 2: the old session gets DISCONNECT TAKEN_OVER and is closed before the new one gets its CONNACK;
+    // its uplink in flight settles first so NEXT_UPLINK_SEQ is exact.
+    const old = this.sessions.get(id);
+    if (old !== undefined && old !== s) {
+      old.disconnect(DisconnectReason.TAKEN_OVER, 'taken over by a new session');
+      await this.uplink.settle(old);
+    }
+    if (s.state !== 'connecting') return;
+    this.sessions.set(id, s);
+    s.vehicleId = id;
+    let vehicle: VehicleRow;
+    let open: CommandRow[];
+    try {
+      const now = this.clock.now();
+      vehicle = await this.store.markSeen(id, now);
+      open = await this.store.openCommands(id, now);
+    } catch (err) {
+      if (this.sessions.get(id) === s) this.sessions.delete(id);
+      this.logger.error({ err, vehicleId: id }, 'store unavailable during CONNECT');
+      return this.refuse(s, ConnackStatus.SERVER_BUSY, 'store unavailable', this.busyRetryMs());
+    }
+    if (s.state !== 'connecting') {
+      if (this.sessions.get(id) === s) this.sessions.delete(id);
+      return;
+    }
+    const cfg = this.config;
+    const proposed = msg.keepalive === undefined || msg.keepalive === 0 ? 60 : msg.keepalive;
+    s.keepaliveS = Math.min(cfg.keepaliveMaxS, Math.max(cfg.keepaliveMinS, proposed));
+    s.version = version;
+    s.scopes = scopeBits(auth.scopes);
+    s.clientInfo = msg.clientInfo;
+    s.authExpiresAt = auth.expiresAt === Infinity ? Infinity : auth.expiresAt + 30_000;
+    s.uplinkDurable = vehicle.lastUplinkSeq;
+    s.uplinkNext = vehicle.lastUplinkSeq + 1;
+    s.bucketTokens = cfg.uplinkBurst;
+    s.bucketAt = this.tickNow();
+    s.id = `${this.nodeId}-${(++this.sessionSeq).toString(36)}`;
+    await this.downlink.attach(s, msg.lastCommandSeq ?? 0, open);
+    if (s.state !== 'connecting') {
+      if (this.sessions.get(id) === s) this.sessions.delete(id);
+      return;
+    }
+    s.connectedAt = this.tickNow();
+    this.metrics.connacks.labels(String(ConnackStatus.ACCEPTED)).inc();
+    s.sendMessage(
+      Cmd.CONNACK,
+      encodeConnack({
+        status: ConnackStatus.ACCEPTED,
+        version,
+        sessionId: s.id,
+        keepalive: s.keepaliveS,
+        nextUplinkSeq: s.uplinkNext,
+        token: auth.token,
+        serverTime: this.clock.now(),
+      }),
+    );
+    s.transition('connected', 'CONNACK ACCEPTED');
+    this.events.emit('presence', {
+      vehicleId: id,
+      online: true,
+      sessionId: s.id,
+      at: s.connectedAt,
+    });
+    this.logger.info(
+      {
+        vehicleId: id,
+        sessionId: s.id,
+        version,
+        keepalive: s.keepaliveS,
+        remote: s.info.remoteAddress,
+        nextUplinkSeq: s.uplinkNext,
+      },
+      'vehicle connected',
+    );
+  }
+
+  // ---- timers: one sweep for every session (no per-connection timers) ----
+
+  sweep(): void {
+    const now = this.tickNow();
+    const cfg = this.config;
+    for (const s of this.all) {
+      if (s.state === 'connecting') {
+        if (!s.connectStarted && now - s.openedAt >= cfg.connectTimeoutMs) {
+          s.close('CONNECT timeout');
+          continue;
+        }
+      } else if (s.state === 'connected') {
+        if (now - s.lastRxAt >= 1.5 * s.keepaliveS * 1000) {
+          s.disconnect(DisconnectReason.KEEPALIVE_TIMEOUT, 'no traffic for 1.5 × keepalive');
+          continue;
+        }
+        if (now >= s.authExpiresAt) {
+          s.disconnect(DisconnectReason.AUTH_EXPIRED, 'token expired');
+          continue;
+        }
+      }
+      if (s.hasPartialFrame && now - s.lastByteAt >= cfg.frameTimeoutMs) s.expirePartialFrame();
+      if (s.blockedSince !== 0 && now - s.blockedSince >= cfg.drainTimeoutMs) {
+        this.metrics.disconnects.labels('drain_timeout').inc();
+        s.destroy('drain timeout');
+      }
+    }
+    for (const [s, since] of this.closingSince) if (now - since >= LINGER_MS) s.stream.destroy();
+  }
+
+  /** Once a second: command expiry, store recovery probe, disk floor, retention, stale auth-failure entries. */
+  private async slowSweep(): Promise<void> {
+    if (this.slowRunning) return;
+    this.slowRunning = true;
+    try {
+      const now = this.tickNow();
+      if (!this.storeUp && now >= this.probeAt && !this.uplink.busy) {
+        try {
+          await this.store.setMeta('health.probe', String(now));
+          this.storeSucceeded();
+        } catch (err) {
+          this.storeFailed(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+      if (this.storeUp) {
+        await this.downlink.expire(now);
+        await this.retention(now);
+      }
+      await this.checkDisk();
+      for (const [ip, f] of this.authFailures)
+        if (now - f.since >= this.config.authFailureWindowMs) this.authFailures.delete(ip);
+    } catch (err) {
+      this.logger.error({ err }, 'periodic maintenance failed');
+    } finally {
+      this.slowRunning = false;
+    }
+  }
+
+  private lastRetentionAt = 0;
+
+  /** Deletes expired uplink records in small batches, yielding between them so ingest never stalls. */
+  private async retention(now: number): Promise<void> {
+    if (now - this.lastRetentionAt < 10_000) return;
+    this.lastRetentionAt = now;
+    const before = now - this.config.retentionMs;
+    for (let i = 0; i < 50; i++) {
+      const n = await this.store.pruneUplink(before, this.config.retentionBatch);
+      if (n < this.config.retentionBatch) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private lastDiskCheckAt = 0;
+
+  private async checkDisk(): Promise<void> {
+    if (this.config.diskFloorBytes <= 0 || this.now - this.lastDiskCheckAt < 5_000) return;
+    this.lastDiskCheckAt = this.now;
+    try {
+      const st = await statfs(this.config.dataDir);
+      const free = st.bavail * st.bsize;
+      const low = free < this.config.diskFloorBytes;
+      if (low !== this.diskLow)
+        this.logger.warn(
+          { freeBytes: free, floorBytes: this.config.diskFloorBytes, low },
+          'disk floor',
+        );
+      this.diskLow = low;
+    } catch {
+      // No data dir (an in-memory store): no floor to watch.
+    }
+  }
+
+  storeFailed(err: Error): void {
+    if (this.storeUp)
+      this.logger.error(
+        { err: err.message },
+        'store write failed: uplink throttled until it recovers',
+      );
+    this.storeUp = false;
+    this.probeAt = this.now + PROBE_MS;
+    this.metrics.storeUp.set(0);
+  }
+
+  storeSucceeded(): void {
+    if (!this.storeUp) this.logger.info('store writes recovered');
+    this.storeUp = true;
+    this.metrics.storeUp.set(1);
+  }
+
+  commandChanged(row: CommandRow): void {
+    this.metrics.commands.labels(row.status).inc();
+    this.events.emit('command', row);
+  }
+
+  // ---- operations for the API and CLI ----
+
+  sessionView(s: Session | undefined): SessionView | null {
+    if (s === undefined || s.state !== 'connected') return null;
+    return {
+      id: s.id,
+      connectedAt: s.connectedAt,
+      remote: s.info.remoteAddress,
+      version: s.version,
+      keepalive: s.keepaliveS,
+    };
+  }
+
+  async vehicle(id: string): Promise<VehicleView | undefined> {
+    const row = await this.store.getVehicle(id);
+    if (row === undefined) return undefined;
+    const s = this.sessions.get(id);
+    const session = this.sessionView(s);
+    return {
+      id,
+      online: session !== null,
+      lastUplinkSeq: row.lastUplinkSeq,
+      latest: row.latest,
+      session,
+    };
+  }
+
+  async readSensor(
+    vehicleId: string,
+    channel: number,
+    timeoutMs: number,
+  ): Promise<{ status: number; value: Uint8Array }> {
+    const s = this.sessions.get(vehicleId);
+    if (s === undefined || s.state !== 'connected') {
+      if ((await this.store.getVehicle(vehicleId)) === undefined)
+        throw new VmcpError('VMCP_ERR_VEHICLE_NOT_FOUND');
+      throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
+    }
+    return this.downlink.readSensor(s, channel, timeoutMs);
+  }
+
+  /** Ends a live session with DISCONNECT KICKED; false when the vehicle is not connected here. */
+  kick(vehicleId: string, message = 'kicked by an operator'): boolean {
+    const s = this.sessions.get(vehicleId);
+    if (s === undefined || s.state !== 'connected') return false;
+    s.disconnect(DisconnectReason.KICKED, message);
+    return true;
+  }
+
+  async revokeDevice(id: string): Promise<boolean> {
+    const revoked = await this.store.revokeDevice(id, this.clock.now());
+    if (revoked) this.kick(id, 'device revoked');
+    return revoked;
+  }
+
+  /**
+   * Graceful shutdown: refuse new CONNECTs, send DISCONNECT SHUTDOWN (with REDIRECT when configured),
+   * flush the uplink to the store, and close within shutdownTimeoutMs.
+   */
+  async shutdown(): Promise<void> {
+    this.draining = true;
+    const deadline = this.clock.now() + this.config.shutdownTimeoutMs;
+    for (const s of this.all) {
+      if (s.state === 'connected') {
+        s.disconnect(DisconnectReason.SHUTDOWN, 'gateway shutting down', {
+          redirect: this.config.redirect,
+          retryAfterMs: this.config.redirect === undefined ? 1_000 : undefined,
+        });
+      } else if (s.state === 'connecting') s.close('shutdown');
+    }
+    await Promise.race([this.uplink.drain(), sleep(Math.max(0, deadline - this.clock.now()))]);
+    while (this.all.size > 0 && this.clock.now() < deadline) await sleep(20);
+    for (const s of this.all) s.stream.destroy();
+    this.stop();
+  }
+
+  /** Stops timers (the store is closed by its owner). */
+  stop(): void {
+    clearInterval(this.sweepTimer);
+    clearInterval(this.slowTimer);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

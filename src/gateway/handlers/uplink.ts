@@ -1,0 +1,131 @@
+// TELEMETRY 0x20, EVENT 0x21 and TELEMETRY_BATCH 0x23 handlers: the check order (a)–(f) of PROTOCOL.md 3.2 and 5.
+import { isVmcpError } from '../../errors.js';
+import {
+  AckStatus,
+  Cmd,
+  ErrorCode,
+  decodeEventSample,
+  decodeTelemetrySample,
+  eventData,
+  readU32,
+  splitTelemetryBatch,
+  telemetryData,
+  type UplinkRecord,
+} from '../../protocol/index.js';
+import { ScopeBit, type Session } from '../session.js';
+import { ADMIT } from '../uplink.js';
+
+function record(
+  s: Session,
+  seq: number,
+  kind: UplinkRecord['kind'],
+  timestamp: number,
+  data: UplinkRecord['data'],
+): UplinkRecord {
+  return {
+    vehicleId: s.vehicleId,
+    seq,
+    kind,
+    timestamp,
+    receivedAt: s.gw.now,
+    traceparent: s.ensureTracer().traceparent(seq),
+    data,
+  };
+}
+
+export function onTelemetry(s: Session, data: Uint8Array): void {
+  if (data.length < 4) {
+    s.sendError(ErrorCode.INVALID_DATA, Cmd.TELEMETRY, 'TELEMETRY shorter than SEQ');
+    return;
+  }
+  const seq = readU32(data, 0);
+  const pipeline = s.gw.uplink;
+  if (pipeline.admit(s, seq, seq, 1, false) !== ADMIT) return;
+  if ((s.scopes & ScopeBit.TELEMETRY) === 0) {
+    pipeline.consume(s, seq, null, AckStatus.FORBIDDEN); // (d)
+    return;
+  }
+  let rec: UplinkRecord;
+  try {
+    const sample = decodeTelemetrySample(data, 4, data.length);
+    rec = record(s, seq, 'telemetry', sample.timestamp, telemetryData(sample));
+  } catch (err) {
+    if (!isVmcpError(err)) throw err;
+    pipeline.consume(s, seq, null, AckStatus.REJECTED); // (e)
+    return;
+  }
+  pipeline.consume(s, seq, rec, AckStatus.STORED); // (f)
+}
+
+export function onEvent(s: Session, data: Uint8Array): void {
+  if (data.length < 4) {
+    s.sendError(ErrorCode.INVALID_DATA, Cmd.EVENT, 'EVENT shorter than SEQ');
+    return;
+  }
+  const seq = readU32(data, 0);
+  const pipeline = s.gw.uplink;
+  if (pipeline.admit(s, seq, seq, 1, false) !== ADMIT) return;
+  if ((s.scopes & ScopeBit.EVENT) === 0) {
+    pipeline.consume(s, seq, null, AckStatus.FORBIDDEN);
+    return;
+  }
+  let rec: UplinkRecord;
+  try {
+    const ev = decodeEventSample(data, 4, data.length);
+    rec = record(s, seq, 'event', ev.timestamp, eventData(ev));
+  } catch (err) {
+    if (!isVmcpError(err)) throw err;
+    pipeline.consume(s, seq, null, AckStatus.REJECTED);
+    return;
+  }
+  pipeline.consume(s, seq, rec, AckStatus.STORED);
+}
+
+/**
+ * TELEMETRY_BATCH (5): layout errors are ERROR INVALID_DATA with nothing consumed; then the checks
+ * apply to the batch as one message; then each unconsumed sample is FORBIDDEN, REJECTED or STORED,
+ * and the batch gets exactly one UPLINK_ACK (SEQ LAST, the first non-STORED status, else STORED).
+ */
+export function onTelemetryBatch(s: Session, data: Uint8Array): void {
+  let layout;
+  try {
+    layout = splitTelemetryBatch(data);
+  } catch (err) {
+    if (!isVmcpError(err)) throw err;
+    s.sendError(ErrorCode.INVALID_DATA, Cmd.TELEMETRY_BATCH, err.message, err.seq);
+    return;
+  }
+  const { firstSeq, count, ranges } = layout;
+  const last = firstSeq + count - 1;
+  const pipeline = s.gw.uplink;
+  // Samples already consumed are skipped: only those from uplinkNext on are charged and judged.
+  const from = Math.max(firstSeq, s.uplinkNext);
+  if (pipeline.admit(s, firstSeq, last, last - from + 1, true) !== ADMIT) return;
+  const allowed = (s.scopes & ScopeBit.TELEMETRY) !== 0;
+  const statuses: number[] = [];
+  const records: (UplinkRecord | null)[] = [];
+  let batchStatus: number = AckStatus.STORED;
+  for (let seq = from; seq <= last; seq++) {
+    const i = seq - firstSeq;
+    let status: number = AckStatus.STORED;
+    let rec: UplinkRecord | null = null;
+    if (!allowed) status = AckStatus.FORBIDDEN;
+    else {
+      try {
+        const sample = decodeTelemetrySample(data, ranges[2 * i]!, ranges[2 * i + 1]!);
+        rec = record(s, seq, 'telemetry', sample.timestamp, telemetryData(sample));
+      } catch (err) {
+        if (!isVmcpError(err)) throw err;
+        status = AckStatus.REJECTED;
+      }
+    }
+    if (batchStatus === AckStatus.STORED && status !== AckStatus.STORED) batchStatus = status;
+    statuses.push(status);
+    records.push(rec);
+  }
+  for (let seq = from; seq <= last; seq++) {
+    const rec = records[seq - from]!;
+    // Only the last sample carries the batch's single ack.
+    pipeline.consume(s, seq, rec, seq === last ? batchStatus : -1, last);
+  }
+}

@@ -1,0 +1,298 @@
+// Durable uplink: the per-vehicle seq checks of PROTOCOL.md 3.2, rate limiting, group commit, and acks after commit.
+import { AckStatus, writeUplinkAckFrame, UPLINK_ACK_FRAME_BYTES, Cmd } from '../protocol/index.js';
+import type { UplinkRecord } from '../protocol/record.js';
+import type { AppendFailure, UplinkWrite } from '../store/types.js';
+import type { Gateway } from './gateway.js';
+import type { Session } from './session.js';
+
+/** No UPLINK_ACK at this write (a TELEMETRY_BATCH sample other than the last). */
+const NO_ACK = -1;
+
+/** One consumed seq waiting for the store, and what to answer once it is durable. */
+interface PendingWrite extends UplinkWrite {
+  session: Session;
+  /** Status to send at this seq on success, or NO_ACK. */
+  ack: number;
+  /** The seq the ack carries (LAST for a batch). */
+  ackSeq: number;
+  /** False for an echo: a resend of a seq still in flight, answered DUPLICATE once it is durable. */
+  write: boolean;
+}
+
+/** Answer to the admission checks (a)–(c) of 3.2: ADMIT, or the status already sent. */
+export const ADMIT = -1;
+
+/**
+ * Collects consumed uplink seqs from all sessions and commits them in groups: one store call every
+ * commitIntervalMs (or as soon as the previous one finishes under load), then the acks. Nothing is
+ * acked before the store reports it durable; on a failure nothing is consumed and the vehicles are
+ * told THROTTLED so they resend.
+ */
+export class UplinkPipeline {
+  private pending: PendingWrite[] = [];
+  private inFlight = false;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly gw: Gateway) {}
+
+  get backlog(): number {
+    return this.pending.length;
+  }
+
+  get busy(): boolean {
+    return this.inFlight || this.pending.length > 0;
+  }
+
+  /**
+   * Checks (a)–(c) of 3.2 for a message covering seqs first…last (last = first for TELEMETRY/EVENT).
+   * Sends DUPLICATE / OUT_OF_ORDER / THROTTLED itself and returns its status, or returns ADMIT.
+   * `samples` is what the rate limit charges.
+   */
+  admit(s: Session, first: number, last: number, samples: number, isBatch: boolean): number {
+    const gw = this.gw;
+    // (a) everything already consumed. A seq consumed but still in flight is answered after its commit.
+    if (last <= s.uplinkDurable) {
+      this.answer(s, isBatch ? last : first, AckStatus.DUPLICATE);
+      return AckStatus.DUPLICATE;
+    }
+    if (last < s.uplinkNext) {
+      this.push({
+        session: s,
+        vehicleId: s.vehicleId,
+        seq: last,
+        record: null,
+        ack: AckStatus.DUPLICATE,
+        ackSeq: last,
+        write: false,
+      });
+      return AckStatus.DUPLICATE;
+    }
+    // (b) a gap: the vehicle must resend from the seq we expect.
+    if (first > s.uplinkNext) {
+      this.answer(s, s.uplinkNext, AckStatus.OUT_OF_ORDER);
+      return AckStatus.OUT_OF_ORDER;
+    }
+    // (c) the per-vehicle token bucket, and shedding while the store cannot take writes.
+    const resumeAt = s.uplinkNext;
+    if (!gw.storeWritable || !this.takeTokens(s, samples)) {
+      this.answer(s, resumeAt, AckStatus.THROTTLED);
+      return AckStatus.THROTTLED;
+    }
+    return ADMIT;
+  }
+
+  private takeTokens(s: Session, samples: number): boolean {
+    const cfg = this.gw.config;
+    const now = this.gw.now;
+    const elapsed = now - s.bucketAt;
+    s.bucketAt = now;
+    s.bucketTokens = Math.min(
+      cfg.uplinkBurst,
+      s.bucketTokens + (elapsed * cfg.uplinkRatePerSec) / 1000,
+    );
+    if (s.bucketTokens < 1) return false;
+    // 3.2: admitted with at least one token, then one per sample (the bucket may go negative).
+    s.bucketTokens -= samples;
+    return true;
+  }
+
+  /** Consumes `seq` with a record (STORED) or as a hole (REJECTED / FORBIDDEN); acked after the commit. */
+  consume(s: Session, seq: number, record: UplinkRecord | null, ack: number, ackSeq = seq): void {
+    s.uplinkNext = seq + 1;
+    this.push({ session: s, vehicleId: s.vehicleId, seq, record, ack, ackSeq, write: true });
+  }
+
+  /** Sends an UPLINK_ACK now (answers that consume nothing). */
+  answer(s: Session, seq: number, status: number): void {
+    const buf = Buffer.allocUnsafe(UPLINK_ACK_FRAME_BYTES);
+    writeUplinkAckFrame(buf, 0, seq, status);
+    this.gw.metrics.ack(status);
+    this.gw.metrics.messageOut(Cmd.UPLINK_ACK);
+    s.write(buf);
+  }
+
+  private push(w: PendingWrite): void {
+    w.session.inflight++;
+    this.pending.push(w);
+    if (this.pending.length >= this.gw.config.maxPendingUplink) this.gw.pauseUplink();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.inFlight || this.timer !== undefined || this.immediate !== undefined) return;
+    const interval = this.gw.config.commitIntervalMs;
+    if (interval <= 0 || this.pending.length >= this.gw.config.commitMaxBatch) {
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined;
+        void this.flush();
+      });
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, interval);
+    }
+  }
+
+  /** Commits what is pending (one store call), then sends the acks. */
+  async flush(): Promise<void> {
+    if (this.inFlight || this.pending.length === 0) return;
+    const max = this.gw.config.commitMaxBatch;
+    let batch: PendingWrite[];
+    if (this.pending.length <= max) {
+      batch = this.pending;
+      this.pending = [];
+    } else {
+      batch = this.pending.slice(0, max);
+      this.pending = this.pending.slice(max);
+    }
+    this.inFlight = true;
+    // The store wants each vehicle's writes together and in order: group by session, keeping order.
+    const groups = new Map<Session, PendingWrite[]>();
+    for (const w of batch) {
+      const g = groups.get(w.session);
+      if (g === undefined) groups.set(w.session, [w]);
+      else g.push(w);
+    }
+    const writes: UplinkWrite[] = [];
+    for (const g of groups.values()) for (const w of g) if (w.write) writes.push(w);
+
+    let failures: Map<string, AppendFailure> | undefined;
+    let error: Error | undefined;
+    const started = performance.now();
+    if (writes.length > 0) {
+      try {
+        failures = await this.gw.store.appendUplink(writes);
+      } catch (err) {
+        error = err instanceof Error ? err : new Error(String(err));
+      }
+    } else {
+      failures = new Map();
+    }
+    const gw = this.gw;
+    gw.tickNow();
+    if (writes.length > 0) {
+      gw.metrics.storeCommit.observe((performance.now() - started) / 1000);
+      gw.metrics.storeBatch.observe(writes.length);
+    }
+    if (error !== undefined) gw.storeFailed(error);
+    else gw.storeSucceeded();
+
+    for (const [s, group] of groups) {
+      const failure =
+        error !== undefined ? ({ kind: 'error', error } as const) : failures!.get(s.vehicleId);
+      if (failure === undefined) this.committed(s, group);
+      else this.rolledBack(s, group, failure);
+      s.inflight -= group.length;
+      if (s.inflight === 0 && s.settleWaiters !== null) {
+        const waiters = s.settleWaiters;
+        s.settleWaiters = null;
+        for (const w of waiters) w();
+      }
+    }
+    this.inFlight = false;
+    gw.metrics.uplinkPending.set(this.pending.length);
+    if (this.pending.length < gw.config.maxPendingUplink / 2) gw.resumeUplink();
+    if (this.pending.length > 0) {
+      // Under load the next batch goes as soon as this one is done: the commit time sets the batch size.
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined;
+        void this.flush();
+      });
+    } else {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private committed(s: Session, group: PendingWrite[]): void {
+    const gw = this.gw;
+    const live = s.state !== 'closed';
+    const hasListeners = gw.events.listenerCount('uplink') > 0;
+    for (const w of group) {
+      if (w.write && w.seq > s.uplinkDurable) s.uplinkDurable = w.seq;
+      if (hasListeners && w.record !== null && w.write) gw.events.emit('uplink', w.record);
+      if (w.ack === NO_ACK || !live) continue;
+      if (w.ack === AckStatus.STORED) {
+        s.ackRun = w.ackSeq; // coalesced: one cumulative STORED for a run of STORED seqs (3.2)
+        continue;
+      }
+      if (s.ackRun !== 0) {
+        this.answer(s, s.ackRun, AckStatus.STORED);
+        s.ackRun = 0;
+      }
+      this.answer(s, w.ackSeq, w.ack);
+    }
+    if (s.ackRun !== 0) {
+      if (live) this.answer(s, s.ackRun, AckStatus.STORED);
+      s.ackRun = 0;
+    }
+  }
+
+  /**
+   * The store did not take this vehicle's writes: nothing of the group is consumed. The session
+   * rolls back to the first unconsumed seq; the vehicle is told THROTTLED (resend from there after
+   * ≥ 1 s) and any later answer point gets OUT_OF_ORDER. Writes of this session still pending
+   * behind the failed batch are rolled back too, since they would leave a gap.
+   */
+  private rolledBack(s: Session, group: PendingWrite[], failure: AppendFailure): void {
+    const gw = this.gw;
+    let resumeAt: number;
+    let status: number;
+    if (failure.kind === 'conflict') {
+      // The store knows a different last seq (another node consumed seqs): follow it.
+      s.uplinkDurable = failure.lastSeq;
+      resumeAt = failure.lastSeq + 1;
+      status = AckStatus.OUT_OF_ORDER;
+      gw.logger.warn(
+        { vehicleId: s.vehicleId, sessionId: s.id, lastSeq: failure.lastSeq },
+        'uplink seq conflict in store',
+      );
+    } else {
+      resumeAt = s.uplinkDurable + 1;
+      status = AckStatus.THROTTLED;
+    }
+    s.uplinkNext = resumeAt;
+    const live = s.state !== 'closed';
+    let first = true;
+    const answerPoint = (w: PendingWrite): void => {
+      if (w.ack === NO_ACK || !live) return;
+      this.answer(s, resumeAt, first ? status : AckStatus.OUT_OF_ORDER);
+      first = false;
+    };
+    for (const w of group) answerPoint(w);
+    if (this.pending.some((w) => w.session === s)) {
+      const keep: PendingWrite[] = [];
+      for (const w of this.pending) {
+        if (w.session !== s) keep.push(w);
+        else {
+          s.inflight--;
+          answerPoint(w);
+        }
+      }
+      this.pending = keep;
+    }
+  }
+
+  /** Resolves once every write of `s` is settled (committed or rolled back): takeover waits on it. */
+  settle(s: Session): Promise<void> {
+    if (s.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => (s.settleWaiters ??= []).push(resolve));
+  }
+
+  /** Resolves when nothing is pending or in flight (shutdown flushes the store through this). */
+  async drain(): Promise<void> {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      void this.flush();
+    }
+    if (!this.busy) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+}
+
+export { NO_ACK };

@@ -1,0 +1,57 @@
+// W3C trace context (traceparent) parsing and cheap id generation for uplink records and commands.
+import { randomBytes } from 'node:crypto';
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+export interface TraceContext {
+  traceId: string;
+  spanId: string;
+  flags: string;
+}
+
+/** Parses a traceparent header; undefined when absent or invalid (all-zero ids are invalid). */
+export function parseTraceparent(value: string | undefined): TraceContext | undefined {
+  if (value === undefined) return undefined;
+  const m = TRACEPARENT.exec(value.trim().toLowerCase());
+  if (!m || m[1] === 'ff') return undefined;
+  if (/^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined;
+  return { traceId: m[2]!, spanId: m[3]!, flags: m[4]! };
+}
+
+export function formatTraceparent(ctx: TraceContext): string {
+  return `00-${ctx.traceId}-${ctx.spanId}-${ctx.flags}`;
+}
+
+// Random ids come from a pooled buffer: one getrandom call serves many ids.
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
+export function randomHex(bytes: number): string {
+  if (poolAt + bytes > pool.length) {
+    pool = randomBytes(4096);
+    poolAt = 0;
+  }
+  const s = pool.toString('hex', poolAt, poolAt + bytes);
+  poolAt += bytes;
+  return s;
+}
+
+/** A child span of `parent` (same trace), or a new sampled trace when there is no parent. */
+export function childTraceparent(parent: TraceContext | undefined): string {
+  return parent === undefined
+    ? `00-${randomHex(16)}-${randomHex(8)}-01`
+    : `00-${parent.traceId}-${randomHex(8)}-${parent.flags}`;
+}
+
+/**
+ * Per-session trace ids for uplink records: each record gets its own trace id made of a random
+ * session prefix and its seq, so no random bytes are drawn per message on the hot path.
+ */
+export class UplinkTracer {
+  private readonly prefix = randomHex(12);
+  private readonly span = randomHex(8);
+
+  traceparent(seq: number): string {
+    return `00-${this.prefix}${(seq >>> 0).toString(16).padStart(8, '0')}-${this.span}-01`;
+  }
+}

@@ -1,0 +1,432 @@
+// The embedded store: SQLite (better-sqlite3, WAL) in the data dir. One process owns the file.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { RecordData, UplinkRecord } from '../protocol/record.js';
+import type {
+  AppendFailure,
+  CommandRow,
+  CommandStatus,
+  DeviceRow,
+  NewCommand,
+  Store,
+  StoreCapabilities,
+  UplinkWrite,
+  VehiclePage,
+  VehicleRow,
+} from './types.js';
+
+export interface SqliteStoreOptions {
+  /** Database file path, or ':memory:'. */
+  path: string;
+  /** 'full' fsyncs the WAL on every commit (survives power loss); 'normal' survives process crashes only. */
+  sync?: 'full' | 'normal';
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS vehicles (
+  id TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  latest TEXT NOT NULL DEFAULT '{}',
+  next_cmd_seq INTEGER NOT NULL DEFAULT 1,
+  first_seen INTEGER,
+  last_seen INTEGER
+) WITHOUT ROWID;
+-- id is insertion order: retention deletes from its low end without an index on received_at.
+CREATE TABLE IF NOT EXISTS uplink (
+  id INTEGER PRIMARY KEY,
+  vehicle_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  traceparent TEXT,
+  data TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uplink_vehicle_seq ON uplink (vehicle_id, seq);
+CREATE TABLE IF NOT EXISTS commands (
+  id TEXT PRIMARY KEY,
+  vehicle_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  params TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  result TEXT,
+  updated_at INTEGER NOT NULL,
+  traceparent TEXT
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS commands_vehicle_seq ON commands (vehicle_id, seq);
+CREATE INDEX IF NOT EXISTS commands_open ON commands (expires_at) WHERE status IN ('pending', 'delivered');
+CREATE TABLE IF NOT EXISTS devices (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+interface VehicleDbRow {
+  id: string;
+  last_seq: number;
+  latest: string;
+  first_seen: number | null;
+  last_seen: number | null;
+}
+
+interface UplinkDbRow {
+  vehicle_id: string;
+  seq: number;
+  kind: number;
+  ts: number;
+  received_at: number;
+  traceparent: string | null;
+  data: string;
+}
+
+interface CommandDbRow {
+  id: string;
+  vehicle_id: string;
+  seq: number;
+  name: string;
+  params: string | null;
+  created_at: number;
+  expires_at: number;
+  status: string;
+  result: string | null;
+  updated_at: number;
+  traceparent: string | null;
+}
+
+interface DeviceDbRow {
+  id: string;
+  secret_hash: string;
+  scopes: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+const KIND_CODE = { telemetry: 0, event: 1 } as const;
+const KIND_NAME = ['telemetry', 'event'] as const;
+
+function toVehicle(r: VehicleDbRow): VehicleRow {
+  return {
+    id: r.id,
+    lastUplinkSeq: r.last_seq,
+    latest: JSON.parse(r.latest) as RecordData,
+    firstSeenAt: r.first_seen,
+    lastSeenAt: r.last_seen,
+  };
+}
+
+function toRecord(r: UplinkDbRow): UplinkRecord {
+  const rec: UplinkRecord = {
+    vehicleId: r.vehicle_id,
+    seq: r.seq,
+    kind: KIND_NAME[r.kind] ?? 'telemetry',
+    timestamp: r.ts,
+    receivedAt: r.received_at,
+    data: JSON.parse(r.data) as RecordData,
+  };
+  if (r.traceparent !== null) rec.traceparent = r.traceparent;
+  return rec;
+}
+
+function toCommand(r: CommandDbRow): CommandRow {
+  return {
+    id: r.id,
+    vehicleId: r.vehicle_id,
+    seq: r.seq,
+    name: r.name,
+    params: r.params,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    status: r.status as CommandStatus,
+    result: r.result === null ? null : (JSON.parse(r.result) as unknown),
+    updatedAt: r.updated_at,
+    traceparent: r.traceparent,
+  };
+}
+
+function toDevice(r: DeviceDbRow): DeviceRow {
+  return {
+    id: r.id,
+    secretHash: r.secret_hash,
+    scopes: JSON.parse(r.scopes) as string[],
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+  };
+}
+
+const OPEN = `status IN ('pending', 'delivered')`;
+
+export class SqliteStore implements Store {
+  readonly capabilities: StoreCapabilities = { engine: 'sqlite', partialAppend: false };
+  private db: Database.Database | undefined;
+  private stmts: ReturnType<SqliteStore['prepare']> | undefined;
+  private appendTx: ((writes: readonly UplinkWrite[]) => Map<string, AppendFailure>) | undefined;
+  private createCommandTx: ((cmd: NewCommand) => CommandRow) | undefined;
+
+  constructor(private readonly options: SqliteStoreOptions) {}
+
+  async open(): Promise<void> {
+    if (this.options.path !== ':memory:')
+      mkdirSync(dirname(this.options.path), { recursive: true });
+    const db = new Database(this.options.path);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${this.options.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma('busy_timeout = 5000');
+    db.exec(SCHEMA);
+    this.db = db;
+    const s = (this.stmts = this.prepare(db));
+
+    this.appendTx = db.transaction((writes: readonly UplinkWrite[]) => {
+      const failures = new Map<string, AppendFailure>();
+      let i = 0;
+      while (i < writes.length) {
+        const vehicleId = writes[i]!.vehicleId;
+        let j = i + 1;
+        while (j < writes.length && writes[j]!.vehicleId === vehicleId) j++;
+        const row = s.vehicleSeq.get(vehicleId) as { last_seq: number; latest: string } | undefined;
+        const last = row?.last_seq ?? 0;
+        let ok = writes[i]!.seq === last + 1;
+        for (let k = i + 1; ok && k < j; k++) ok = writes[k]!.seq === writes[k - 1]!.seq + 1;
+        if (!ok) {
+          failures.set(vehicleId, { kind: 'conflict', lastSeq: last });
+          i = j;
+          continue;
+        }
+        let latest: Record<string, unknown> | undefined;
+        for (let k = i; k < j; k++) {
+          const rec = writes[k]!.record;
+          if (rec === null) continue;
+          s.insertUplink.run(
+            vehicleId,
+            rec.seq,
+            KIND_CODE[rec.kind],
+            rec.timestamp,
+            rec.receivedAt,
+            rec.traceparent ?? null,
+            JSON.stringify(rec.data),
+          );
+          if (rec.kind === 'telemetry') {
+            latest ??= JSON.parse(row?.latest ?? '{}') as Record<string, unknown>;
+            // Only keys the stored record carries: an undefined value is dropped by JSON.stringify
+            // and must not erase the key an earlier seq set.
+            for (const [k, v] of Object.entries(rec.data)) if (v !== undefined) latest[k] = v;
+          }
+        }
+        const lastSeq = writes[j - 1]!.seq;
+        if (row === undefined)
+          s.insertVehicleSeq.run(vehicleId, lastSeq, JSON.stringify(latest ?? {}));
+        else if (latest !== undefined)
+          s.updateVehicleSeqLatest.run(lastSeq, JSON.stringify(latest), vehicleId);
+        else s.updateVehicleSeq.run(lastSeq, vehicleId);
+        i = j;
+      }
+      return failures;
+    });
+
+    this.createCommandTx = db.transaction((cmd: NewCommand) => {
+      s.ensureVehicle.run(cmd.vehicleId);
+      const { seq } = s.takeCommandSeq.get(cmd.vehicleId) as { seq: number };
+      s.insertCommand.run(
+        cmd.id,
+        cmd.vehicleId,
+        seq,
+        cmd.name,
+        cmd.params,
+        cmd.createdAt,
+        cmd.expiresAt,
+        cmd.createdAt,
+        cmd.traceparent,
+      );
+      return toCommand(s.getCommand.get(cmd.id) as CommandDbRow);
+    });
+  }
+
+  private prepare(db: Database.Database) {
+    return {
+      vehicleSeq: db.prepare('SELECT last_seq, latest FROM vehicles WHERE id = ?'),
+      insertVehicleSeq: db.prepare('INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)'),
+      updateVehicleSeq: db.prepare('UPDATE vehicles SET last_seq = ? WHERE id = ?'),
+      updateVehicleSeqLatest: db.prepare(
+        'UPDATE vehicles SET last_seq = ?, latest = ? WHERE id = ?',
+      ),
+      insertUplink: db.prepare(
+        'INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      listUplink: db.prepare(
+        'SELECT vehicle_id, seq, kind, ts, received_at, traceparent, data FROM uplink WHERE vehicle_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
+      pruneCandidate: db.prepare(
+        'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
+      ),
+      prune: db.prepare('DELETE FROM uplink WHERE id <= ? AND received_at < ?'),
+      markSeen: db.prepare(
+        `INSERT INTO vehicles (id, first_seen, last_seen) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET first_seen = coalesce(first_seen, excluded.first_seen), last_seen = excluded.last_seen`,
+      ),
+      getVehicle: db.prepare(
+        'SELECT id, last_seq, latest, first_seen, last_seen FROM vehicles WHERE id = ? AND first_seen IS NOT NULL',
+      ),
+      listVehicles: db.prepare(
+        'SELECT id, last_seq, latest, first_seen, last_seen FROM vehicles WHERE first_seen IS NOT NULL AND id > ? ORDER BY id LIMIT ?',
+      ),
+      ensureVehicle: db.prepare('INSERT OR IGNORE INTO vehicles (id) VALUES (?)'),
+      takeCommandSeq: db.prepare(
+        'UPDATE vehicles SET next_cmd_seq = next_cmd_seq + 1 WHERE id = ? RETURNING next_cmd_seq - 1 AS seq',
+      ),
+      insertCommand: db.prepare(
+        `INSERT INTO commands (id, vehicle_id, seq, name, params, created_at, expires_at, status, result, updated_at, traceparent)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`,
+      ),
+      getCommand: db.prepare('SELECT * FROM commands WHERE id = ?'),
+      openCommands: db.prepare(
+        `SELECT * FROM commands WHERE vehicle_id = ? AND ${OPEN} AND expires_at > ? ORDER BY seq`,
+      ),
+      expireCommands: db.prepare(
+        `UPDATE commands SET status = 'expired', updated_at = ?
+         WHERE id IN (SELECT id FROM commands WHERE ${OPEN} AND expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING *`,
+      ),
+      addDevice: db.prepare(
+        `INSERT INTO devices (id, secret_hash, scopes, created_at, revoked_at) VALUES (?, ?, ?, ?, NULL)
+         ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash, scopes = excluded.scopes,
+           created_at = excluded.created_at, revoked_at = NULL
+         WHERE devices.revoked_at IS NOT NULL`,
+      ),
+      getDevice: db.prepare('SELECT * FROM devices WHERE id = ?'),
+      revokeDevice: db.prepare(
+        'UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL',
+      ),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
+      ping: db.prepare('SELECT 1'),
+    };
+  }
+
+  private get s(): NonNullable<SqliteStore['stmts']> {
+    if (this.stmts === undefined) throw new Error('store is not open');
+    return this.stmts;
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    this.stmts = undefined;
+    db?.close();
+  }
+
+  async ping(): Promise<void> {
+    this.s.ping.get();
+  }
+
+  async appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>> {
+    if (this.appendTx === undefined) throw new Error('store is not open');
+    return this.appendTx(writes);
+  }
+
+  async listUplink(vehicleId: string, afterSeq: number, limit: number): Promise<UplinkRecord[]> {
+    return (this.s.listUplink.all(vehicleId, afterSeq, limit) as UplinkDbRow[]).map(toRecord);
+  }
+
+  async pruneUplink(before: number, limit: number): Promise<number> {
+    const { id } = this.s.pruneCandidate.get(limit, before) as { id: number | null };
+    if (id === null) return 0;
+    return this.s.prune.run(id, before).changes;
+  }
+
+  async markSeen(vehicleId: string, at: number): Promise<VehicleRow> {
+    this.s.markSeen.run(vehicleId, at, at);
+    return toVehicle(this.s.getVehicle.get(vehicleId) as VehicleDbRow);
+  }
+
+  async getVehicle(vehicleId: string): Promise<VehicleRow | undefined> {
+    const r = this.s.getVehicle.get(vehicleId) as VehicleDbRow | undefined;
+    return r === undefined ? undefined : toVehicle(r);
+  }
+
+  async listVehicles(limit: number, cursor: string | null): Promise<VehiclePage> {
+    const after = cursor === null ? '' : Buffer.from(cursor, 'base64url').toString('utf8');
+    const rows = (this.s.listVehicles.all(after, limit + 1) as VehicleDbRow[]).map(toVehicle);
+    const more = rows.length > limit;
+    if (more) rows.pop();
+    return {
+      items: rows,
+      next: more ? Buffer.from(rows[rows.length - 1]!.id).toString('base64url') : null,
+    };
+  }
+
+  async createCommand(cmd: NewCommand): Promise<CommandRow> {
+    if (this.createCommandTx === undefined) throw new Error('store is not open');
+    return this.createCommandTx(cmd);
+  }
+
+  async getCommand(id: string): Promise<CommandRow | undefined> {
+    const r = this.s.getCommand.get(id) as CommandDbRow | undefined;
+    return r === undefined ? undefined : toCommand(r);
+  }
+
+  async openCommands(vehicleId: string, now: number): Promise<CommandRow[]> {
+    return (this.s.openCommands.all(vehicleId, now) as CommandDbRow[]).map(toCommand);
+  }
+
+  async transitionCommand(
+    id: string,
+    from: readonly CommandStatus[],
+    to: CommandStatus,
+    now: number,
+    result?: unknown,
+  ): Promise<CommandRow | undefined> {
+    const db = this.db;
+    if (db === undefined) throw new Error('store is not open');
+    const placeholders = from.map(() => '?').join(', ');
+    const setResult = result === undefined ? '' : ', result = ?';
+    const params: unknown[] = [to, now];
+    if (result !== undefined) params.push(JSON.stringify(result));
+    params.push(id, ...from);
+    const r = db
+      .prepare(
+        `UPDATE commands SET status = ?, updated_at = ?${setResult} WHERE id = ? AND status IN (${placeholders}) RETURNING *`,
+      )
+      .get(...params) as CommandDbRow | undefined;
+    return r === undefined ? undefined : toCommand(r);
+  }
+
+  async expireCommands(now: number, limit: number): Promise<CommandRow[]> {
+    return (this.s.expireCommands.all(now, now, limit) as CommandDbRow[]).map(toCommand);
+  }
+
+  async addDevice(device: DeviceRow): Promise<boolean> {
+    const r = this.s.addDevice.run(
+      device.id,
+      device.secretHash,
+      JSON.stringify(device.scopes),
+      device.createdAt,
+    );
+    return r.changes > 0;
+  }
+
+  async getDevice(id: string): Promise<DeviceRow | undefined> {
+    const r = this.s.getDevice.get(id) as DeviceDbRow | undefined;
+    return r === undefined ? undefined : toDevice(r);
+  }
+
+  async revokeDevice(id: string, at: number): Promise<boolean> {
+    return this.s.revokeDevice.run(at, id).changes > 0;
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const r = this.s.getMeta.get(key) as { value: string } | undefined;
+    return r?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.s.setMeta.run(key, value);
+  }
+}

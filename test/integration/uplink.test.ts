@@ -1,0 +1,254 @@
+// Durable uplink over real sockets: the check order of PROTOCOL.md 3.2, batches (5), latest state and the JSON record form (8).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AckStatus,
+  Cmd,
+  ErrorCode,
+  encodeEvent,
+  encodeTelemetry,
+  encodeTelemetryBatch,
+  fromHex,
+  type ErrorMessage,
+  type UplinkAckMessage,
+} from '../../src/protocol/index.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({ uplinkRatePerSec: '5', uplinkBurst: '10' });
+});
+afterAll(async () => {
+  await gw.stop();
+});
+
+let n = 0;
+const vin = (): string => `VIN-UP-${++n}`;
+const T = 1764000000000;
+
+async function records(
+  id: string,
+  query = '',
+): Promise<{ seq: number; kind: string; data: Record<string, unknown> }[]> {
+  const res = await gw.api('GET', `/api/v1/vehicles/${id}/uplink${query}`);
+  expect(res.status).toBe(200);
+  return (res.body as { items: { seq: number; kind: string; data: Record<string, unknown> }[] })
+    .items;
+}
+
+describe('uplink checks', () => {
+  it('REJECTED consumes the seq (a hole), not stored; the next seq continues', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: T, heading: 3600 }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 1,
+      status: AckStatus.REJECTED,
+    });
+    v.send(Cmd.TELEMETRY, fromHex('00000002')); // no TIMESTAMP
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 2,
+      status: AckStatus.REJECTED,
+    });
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 3, timestamp: T }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 3,
+      status: AckStatus.STORED,
+    });
+    expect((await records(id)).map((r) => r.seq)).toEqual([3]);
+    expect((await gw.api('GET', `/api/v1/vehicles/${id}`)).body).toMatchObject({
+      lastUplinkSeq: 3,
+    });
+    v.close();
+  });
+
+  it('DATA shorter than SEQ gets ERROR INVALID_DATA and consumes nothing', async () => {
+    const v = await gw.connected(vin());
+    v.send(Cmd.TELEMETRY, fromHex('0001'));
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.INVALID_DATA,
+      refCmd: Cmd.TELEMETRY,
+    });
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: T }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 1,
+      status: AckStatus.STORED,
+    });
+    v.close();
+  });
+
+  it('FORBIDDEN for an EVENT without event:publish (consumed, not stored); the check order puts DUPLICATE first', async () => {
+    const id = vin();
+    const v = await gw.vehicle();
+    await v.connect({ vehicleId: id, token: await gw.token(id, ['telemetry:publish']) });
+    v.send(Cmd.EVENT, encodeEvent({ seq: 1, timestamp: T, eventCode: 1, severity: 3 }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 1,
+      status: AckStatus.FORBIDDEN,
+    });
+    v.send(Cmd.EVENT, encodeEvent({ seq: 1, timestamp: T }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 1,
+      status: AckStatus.DUPLICATE,
+    });
+    expect(await records(id)).toEqual([]);
+    v.close();
+  });
+
+  it('THROTTLED over the per-vehicle bucket (not consumed); pipelined messages behind it get OUT_OF_ORDER', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    for (let seq = 1; seq <= 14; seq++)
+      v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq }));
+    // Answers that consume nothing go out at once; STORED waits for the commit, so collect all of them.
+    const acks: UplinkAckMessage[] = [];
+    const done = (): boolean =>
+      acks.filter((a) => a.status === AckStatus.OUT_OF_ORDER).length === 3 &&
+      acks.some((a) => a.status === AckStatus.THROTTLED) &&
+      acks.some((a) => a.status === AckStatus.STORED && a.seq === 10);
+    while (!done()) acks.push(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK));
+    expect(acks.filter((a) => a.status === AckStatus.THROTTLED)).toEqual([
+      { seq: 11, status: AckStatus.THROTTLED },
+    ]); // burst 10
+    expect(acks.filter((a) => a.status === AckStatus.OUT_OF_ORDER).every((a) => a.seq === 11)).toBe(
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 1_100));
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 11, timestamp: T }));
+    let last: UplinkAckMessage;
+    do last = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK);
+    while (last.status === AckStatus.OUT_OF_ORDER);
+    expect(last).toEqual({ seq: 11, status: AckStatus.STORED });
+    expect((await records(id)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    v.close();
+  });
+
+  it('keeps the latest state per key from the highest seq; events do not touch it', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(
+      Cmd.TELEMETRY,
+      encodeTelemetry({
+        seq: 1,
+        timestamp: T,
+        speed: 100,
+        fuelOrSoc: 80,
+        vendor: { '0x80': 'dead' },
+      }),
+    );
+    v.send(
+      Cmd.TELEMETRY,
+      encodeTelemetry({ seq: 2, timestamp: T + 1, speed: 120, odometer: 102345 }),
+    );
+    v.send(
+      Cmd.EVENT,
+      encodeEvent({
+        seq: 3,
+        timestamp: T + 2,
+        eventCode: 2,
+        severity: 1,
+        detail: '急刹车',
+        latitude: 1,
+      }),
+    );
+    let a: UplinkAckMessage;
+    do a = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK);
+    while (a.seq < 3);
+    const veh = (await gw.api('GET', `/api/v1/vehicles/${id}`)).body;
+    expect(veh).toMatchObject({
+      id,
+      online: true,
+      lastUplinkSeq: 3,
+      latest: { speedKmh: 12, fuelOrSocPct: 80, odometerKm: 10234.5, vendor: { '0x80': 'dead' } },
+    });
+    const recs = await records(id);
+    expect(recs[2]).toMatchObject({
+      seq: 3,
+      kind: 'event',
+      data: { eventCode: 2, severity: 1, detail: '急刹车', latitude: 1e-7 },
+    });
+    expect((await records(id, '?afterSeq=1&limit=1')).map((r) => r.seq)).toEqual([2]);
+    v.close();
+  });
+});
+
+describe('TELEMETRY_BATCH (v2)', () => {
+  it('stores every sample and answers one STORED with SEQ LAST', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(
+      Cmd.TELEMETRY_BATCH,
+      encodeTelemetryBatch({
+        firstSeq: 1,
+        samples: [{ timestamp: T }, { timestamp: T + 1 }, { timestamp: T + 2 }],
+      }),
+    );
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 3,
+      status: AckStatus.STORED,
+    });
+    expect((await records(id)).map((r) => r.seq)).toEqual([1, 2, 3]);
+    v.close();
+  });
+
+  it('skips consumed samples, rejects an invalid one (its seq consumed) and reports it as the batch status', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: T }));
+    await v.next(Cmd.UPLINK_ACK);
+    v.send(
+      Cmd.TELEMETRY_BATCH,
+      encodeTelemetryBatch({
+        firstSeq: 1,
+        samples: [{ timestamp: T }, { timestamp: T, fuelOrSoc: 101 }, { timestamp: T + 3 }],
+      }),
+    );
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 3,
+      status: AckStatus.REJECTED,
+    });
+    expect((await records(id)).map((r) => r.seq)).toEqual([1, 3]);
+    v.send(
+      Cmd.TELEMETRY_BATCH,
+      encodeTelemetryBatch({ firstSeq: 2, samples: [{ timestamp: T }, { timestamp: T }] }),
+    );
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 3,
+      status: AckStatus.DUPLICATE,
+    });
+    v.send(Cmd.TELEMETRY_BATCH, encodeTelemetryBatch({ firstSeq: 9, samples: [{ timestamp: T }] }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 4,
+      status: AckStatus.OUT_OF_ORDER,
+    });
+    v.close();
+  });
+
+  it('answers a malformed batch with ERROR INVALID_DATA (REF_SEQ FIRST_SEQ) and consumes nothing', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(Cmd.TELEMETRY_BATCH, fromHex('0000000100'));
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.INVALID_DATA,
+      refCmd: Cmd.TELEMETRY_BATCH,
+      refSeq: 1,
+    });
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: T }));
+    expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+      seq: 1,
+      status: AckStatus.STORED,
+    });
+    v.close();
+  });
+
+  it('is an unknown command in a version 1 session', async () => {
+    const id = vin();
+    const v = await gw.vehicle();
+    await v.connect({ vehicleId: id, token: await gw.token(id), versionMax: 1 });
+    v.send(Cmd.TELEMETRY_BATCH, encodeTelemetryBatch({ firstSeq: 1, samples: [{ timestamp: T }] }));
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.UNKNOWN_COMMAND,
+      refCmd: Cmd.TELEMETRY_BATCH,
+    });
+    v.close();
+  });
+});

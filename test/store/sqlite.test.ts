@@ -1,0 +1,306 @@
+// SqliteStore: the store contract on a real file (both sync modes), plus SQLite-only behaviour:
+// whole-batch commits, WAL on disk, and acked uplink surviving a kill -9 of the writing process.
+import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RecordData, UplinkRecord } from '../../src/protocol/record.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import type { UplinkWrite } from '../../src/store/types.js';
+import { storeContract, type StoreHarness } from './contract.js';
+
+const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const SQLITE_MODULE = pathToFileURL(join(REPO_ROOT, 'src/store/sqlite.ts')).href;
+
+type Sync = 'full' | 'normal';
+
+async function sqliteHarness(sync: Sync): Promise<StoreHarness & { dir: string; path: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'vmcp-store-'));
+  // A parent directory that does not exist yet: open() creates it.
+  const path = join(dir, 'data', 'vmcp.db');
+  const opened: SqliteStore[] = [];
+  const reopen = async () => {
+    const s = new SqliteStore({ path, sync });
+    await s.open();
+    opened.push(s);
+    return s;
+  };
+  let store: SqliteStore;
+  try {
+    store = await reopen();
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    dir,
+    path,
+    store,
+    reopen,
+    cleanup: async () => {
+      for (const s of opened) await s.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+for (const sync of ['full', 'normal'] as const) {
+  storeContract(`SqliteStore (sync ${sync})`, () => sqliteHarness(sync));
+}
+
+describe('SqliteStore specifics', () => {
+  let h: Awaited<ReturnType<typeof sqliteHarness>>;
+
+  beforeEach(async () => {
+    h = await sqliteHarness('full');
+  });
+
+  afterEach(async () => {
+    const dir = h.dir;
+    await h.cleanup();
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('declares engine sqlite with whole-batch appends', () => {
+    expect(h.store.capabilities).toEqual({ engine: 'sqlite', partialAppend: false });
+  });
+
+  it('creates the data directory and keeps the file in WAL mode', () => {
+    expect(existsSync(h.path)).toBe(true);
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('commits a batch whole: a failing write rejects and writes no vehicle of the call', async () => {
+    const rec = (vehicleId: string, seq: number): UplinkRecord => ({
+      vehicleId,
+      seq,
+      kind: 'telemetry',
+      timestamp: 1,
+      receivedAt: 2,
+      data: { speedKmh: seq },
+    });
+    // Corrupt the file behind the store's back: an uplink row for B/1 without B's seq state.
+    const raw = new Database(h.path);
+    try {
+      raw
+        .prepare(
+          `INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data)
+           VALUES ('B', 1, 0, 1, 2, NULL, '{}')`,
+        )
+        .run();
+    } finally {
+      raw.close();
+    }
+    await h.store.markSeen('A', 1);
+    await expect(
+      h.store.appendUplink([
+        { vehicleId: 'A', seq: 1, record: rec('A', 1) },
+        { vehicleId: 'B', seq: 1, record: rec('B', 1) },
+      ]),
+    ).rejects.toThrow();
+    expect(await h.store.listUplink('A', 0, 10)).toEqual([]);
+    expect((await h.store.getVehicle('A'))?.lastUplinkSeq).toBe(0);
+    expect((await h.store.getVehicle('A'))?.latest).toEqual({});
+    // The store still works afterwards.
+    expect(await h.store.appendUplink([{ vehicleId: 'A', seq: 1, record: rec('A', 1) }])).toEqual(
+      new Map(),
+    );
+  });
+
+  it('rejects calls after close()', async () => {
+    await h.store.close();
+    await expect(h.store.ping()).rejects.toThrow();
+    await expect(
+      h.store.appendUplink([{ vehicleId: 'A', seq: 1, record: null }]),
+    ).rejects.toThrow();
+    await expect(
+      h.store.createCommand({
+        id: 'c',
+        vehicleId: 'A',
+        name: 'n',
+        params: null,
+        createdAt: 1,
+        expiresAt: 2,
+        traceparent: null,
+      }),
+    ).rejects.toThrow();
+    await expect(h.store.getMeta('k')).rejects.toThrow();
+  });
+});
+
+// The writer killed with SIGKILL: it prints one line per acknowledged appendUplink call (the writes
+// of that call, as JSON) only after the call resolved.
+const WRITER = `
+import { SqliteStore } from ${JSON.stringify(SQLITE_MODULE)};
+
+const [path, sync, maxCalls, maxMs] = process.argv.slice(2);
+const store = new SqliteStore({ path, sync });
+await store.open();
+await store.markSeen('KILL-A', Date.now());
+await store.markSeen('KILL-B', Date.now());
+
+function record(vehicleId, seq) {
+  const base = { vehicleId, seq, timestamp: 1_700_000_000_000 + seq, receivedAt: Date.now() };
+  if (seq % 5 === 0) {
+    return { ...base, kind: 'event', data: { eventCode: seq % 3, detail: 'e' + seq, latitude: 31.2304 } };
+  }
+  const rec = {
+    ...base,
+    kind: 'telemetry',
+    data: { odometerKm: seq / 10, speedKmh: (seq % 1000) / 10, latitude: 31.2304, longitude: 121.4737 },
+  };
+  if (seq % 4 === 0) rec.data.vendor = { '0x80': seq.toString(16) };
+  if (seq % 2 === 0) rec.traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  return rec;
+}
+
+const started = Date.now();
+let a = 0;
+let b = 0;
+for (let call = 0; call < Number(maxCalls) && Date.now() - started < Number(maxMs); call++) {
+  const writes = [];
+  for (let k = 0; k <= call % 3; k++) {
+    a++;
+    writes.push({ vehicleId: 'KILL-A', seq: a, record: a % 7 === 3 ? null : record('KILL-A', a) });
+  }
+  b++;
+  writes.push({ vehicleId: 'KILL-B', seq: b, record: record('KILL-B', b) });
+  const failures = await store.appendUplink(writes);
+  if (failures.size > 0) {
+    process.stderr.write('unexpected failures ' + JSON.stringify([...failures]) + '\\n');
+    process.exit(2);
+  }
+  // Wait until the line is handed to the pipe: this loop would otherwise never yield to the event
+  // loop (appendUplink resolves in a microtask) and a full pipe would hold the acks back.
+  await new Promise((done) => process.stdout.write(JSON.stringify(writes) + '\\n', done));
+}
+process.stdout.write('finished\\n');
+`;
+
+interface WriterRun {
+  acked: UplinkWrite[][];
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/** Runs the writer, SIGKILLs it once it has printed `killAfter` acks, collects complete lines. */
+function runWriter(
+  script: string,
+  path: string,
+  sync: Sync,
+  killAfter: number,
+): Promise<WriterRun> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx/esm', script, path, sync, '200000', '20000'],
+      { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const acked: UplinkWrite[][] = [];
+    let pending = '';
+    let stderr = '';
+    let finished = false;
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line === 'finished') finished = true;
+        else acked.push(JSON.parse(line) as UplinkWrite[]);
+      }
+      if (acked.length >= killAfter && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+      }
+    });
+    child.on('error', reject);
+    // 'close': stdout fully read. A partial last line (cut by the kill) is not an ack.
+    child.on('close', (code, signal) => {
+      if (finished) stderr += '\n(writer finished its loop before being killed)';
+      resolvePromise({ acked, code, signal, stderr });
+    });
+  });
+}
+
+describe('SqliteStore durability under kill -9', () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vmcp-kill-'));
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const sync of ['full', 'normal'] as const) {
+    it(`keeps every acknowledged uplink write (sync ${sync})`, { timeout: 60_000 }, async () => {
+      const script = join(dir, 'writer.mts');
+      const path = join(dir, 'vmcp.db');
+      await writeFile(script, WRITER);
+      const run = await runWriter(script, path, sync, 150);
+      expect(run.signal, `writer exit ${run.code}; stderr:\n${run.stderr}`).toBe('SIGKILL');
+      expect(run.acked.length).toBeGreaterThanOrEqual(150);
+
+      const store = new SqliteStore({ path, sync });
+      await store.open();
+      try {
+        const lastLine = new Map<string, number>();
+        for (const vehicleId of ['KILL-A', 'KILL-B']) {
+          const acked = run.acked.flat().filter((x) => x.vehicleId === vehicleId);
+          // The acks themselves are 1..n without gaps.
+          expect(acked.map((x) => x.seq)).toEqual(acked.map((_, i) => i + 1));
+          const maxAcked = acked.length;
+
+          const v = await store.getVehicle(vehicleId);
+          expect(v).toBeDefined();
+          const lastSeq = v!.lastUplinkSeq;
+          expect(lastSeq).toBeGreaterThanOrEqual(maxAcked);
+          // At most the one call in flight at the kill is durable without its ack.
+          expect(lastSeq - maxAcked).toBeLessThanOrEqual(vehicleId === 'KILL-A' ? 3 : 1);
+          lastLine.set(vehicleId, lastSeq - maxAcked);
+
+          const listed = await store.listUplink(vehicleId, 0, 1_000_000);
+          const listedSeqs = listed.map((r) => r.seq);
+          for (let i = 1; i < listedSeqs.length; i++) {
+            expect(listedSeqs[i]).toBeGreaterThan(listedSeqs[i - 1]!);
+          }
+          expect(listedSeqs.every((s) => s >= 1 && s <= lastSeq)).toBe(true);
+          // Every acked record is there exactly as written; acked holes are not listed.
+          const bySeq = new Map(listed.map((r) => [r.seq, r]));
+          for (const x of acked) {
+            if (x.record === null) expect(bySeq.has(x.seq), `hole ${x.seq}`).toBe(false);
+            else expect(bySeq.get(x.seq), `seq ${x.seq}`).toStrictEqual(x.record);
+          }
+          expect(listed.filter((r) => r.seq <= maxAcked)).toHaveLength(
+            acked.filter((x) => x.record !== null).length,
+          );
+          // latest is the merge of the stored telemetry, in seq order.
+          const latest: RecordData = {};
+          for (const r of listed) if (r.kind === 'telemetry') Object.assign(latest, r.data);
+          expect(v!.latest).toEqual(latest);
+
+          // The store continues from its last consumed seq.
+          expect(await store.appendUplink([{ vehicleId, seq: lastSeq + 1, record: null }])).toEqual(
+            new Map(),
+          );
+        }
+        // The in-flight call was committed whole or not at all.
+        expect(lastLine.get('KILL-A')! > 0).toBe(lastLine.get('KILL-B')! > 0);
+      } finally {
+        await store.close();
+      }
+    });
+  }
+});
