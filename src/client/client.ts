@@ -424,8 +424,11 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     conn.message ??= 'stopped';
     await new Promise<void>((resolve) => {
       conn.socket.once('close', () => resolve());
-      if (conn.accepted)
-        this.write(conn, Cmd.DISCONNECT, encodeDisconnect({ reason: DisconnectReason.NORMAL }));
+      if (!conn.accepted) {
+        conn.socket.destroy(); // nothing to say before CONNACK
+        return;
+      }
+      this.write(conn, Cmd.DISCONNECT, encodeDisconnect({ reason: DisconnectReason.NORMAL }));
       conn.socket.end(() => conn.socket.destroy());
     });
   }
@@ -707,7 +710,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
   }
 
   private writeBytes(conn: Connection, bytes: Uint8Array): boolean {
-    if (conn.closed || conn.socket.destroyed) return false;
+    if (conn.closed || conn.socket.destroyed || !conn.socket.writable) return false;
     conn.lastSentAt = this.timers.now();
     const ok = conn.socket.write(bytes);
     if (!ok) conn.blocked = true;
@@ -717,7 +720,8 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
   // ---- incoming messages ------------------------------------------------------------------------
 
   private onMessage(conn: Connection, code: number, data: Uint8Array): void {
-    if (conn.closed || conn !== this.conn) return;
+    // After stop() the connection only drains: nothing it receives matters any more.
+    if (conn.closed || conn !== this.conn || this.stateValue === 'idle') return;
     try {
       if (!conn.accepted) {
         // 2: before CONNACK only CONNACK, or the gateway's last words, can arrive.
@@ -1036,7 +1040,8 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
   /** Writes unsent messages from the connection's cursor, within maxInFlight, as one chunk. */
   private pump(): void {
     const conn = this.conn;
-    if (conn === undefined || !conn.accepted || conn.closed || conn.blocked) return;
+    if (this.stateValue !== 'connected' || conn === undefined || conn.closed || conn.blocked)
+      return;
     const now = this.timers.now();
     if (now < conn.throttledUntil) return;
     const batching = this.opts.batch !== undefined && conn.version >= 2;

@@ -82,6 +82,9 @@ type AuthOutcome =
 const SWEEP_MS = 500;
 const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
 const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
+const RETENTION_EVERY_MS = 10_000;
+const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
+const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
 
 function scopeBits(scopes: readonly string[]): number {
   let bits = 0;
@@ -600,7 +603,10 @@ export class Gateway {
       }
       if (this.storeUp) {
         await this.downlink.expire(now);
-        await this.retention(now);
+        if (now - this.lastRetentionAt >= RETENTION_EVERY_MS) {
+          this.lastRetentionAt = now;
+          await this.pruneExpired(now);
+        }
       }
       await this.checkDisk();
       for (const [ip, f] of this.authFailures)
@@ -614,16 +620,21 @@ export class Gateway {
 
   private lastRetentionAt = 0;
 
-  /** Deletes expired uplink records in small batches, yielding between them so ingest never stalls. */
-  private async retention(now: number): Promise<void> {
-    if (now - this.lastRetentionAt < 10_000) return;
-    this.lastRetentionAt = now;
+  /**
+   * Retention: deletes uplink records received before now − retentionMs in small batches, yielding to
+   * the event loop between them so ingest never stalls. Seq state and latest state are kept. Returns
+   * how many records went; a round is capped so one call never runs long.
+   */
+  async pruneExpired(now: number): Promise<number> {
     const before = now - this.config.retentionMs;
-    for (let i = 0; i < 50; i++) {
+    let total = 0;
+    for (let i = 0; i < RETENTION_ROUNDS; i++) {
       const n = await this.store.pruneUplink(before, this.config.retentionBatch);
+      total += n;
       if (n < this.config.retentionBatch) break;
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(RETENTION_PAUSE_MS);
     }
+    return total;
   }
 
   private lastDiskCheckAt = 0;

@@ -205,7 +205,7 @@ export class SqliteStore implements Store {
           if (rec === null) continue;
           s.insertUplink.run(
             vehicleId,
-            rec.seq,
+            writes[k]!.seq,
             KIND_CODE[rec.kind],
             rec.timestamp,
             rec.receivedAt,
@@ -353,6 +353,7 @@ export class SqliteStore implements Store {
 
   async listVehicles(limit: number, cursor: string | null): Promise<VehiclePage> {
     const after = cursor === null ? '' : Buffer.from(cursor, 'base64url').toString('utf8');
+    limit = Math.max(1, limit);
     const rows = (this.s.listVehicles.all(after, limit + 1) as VehicleDbRow[]).map(toVehicle);
     const more = rows.length > limit;
     if (more) rows.pop();

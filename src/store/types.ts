@@ -106,13 +106,18 @@ export interface Store {
   /**
    * Consumes `writes` (grouped by vehicle, each vehicle's seqs contiguous and ascending). A vehicle's
    * writes are applied only if its first seq is its last consumed + 1; its latest state is merged from
-   * its telemetry records. Resolves with the vehicles NOT written (absent = durable); rejects when
-   * nothing at all was written.
+   * its telemetry records; `record.seq` equals the write's `seq`. Resolves with the vehicles NOT
+   * written (absent = durable), a conflict included; rejects only on an error, in which case nothing
+   * is assumed written (an engine with `partialAppend` reports per-vehicle errors in the map instead).
    */
   appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>>;
-  /** Stored records with seq > afterSeq, in seq order (holes are not listed). */
+  /** Stored records with seq > afterSeq, in seq order (holes are not listed). Every `limit` here is ≥ 1. */
   listUplink(vehicleId: string, afterSeq: number, limit: number): Promise<UplinkRecord[]>;
-  /** Deletes up to `limit` records received before `before`; returns how many. Seq state and latest stay. */
+  /**
+   * Deletes up to `limit` records received before `before`; returns how many. Seq state and latest stay.
+   * An engine may approximate "received before" by arrival order: fewer than `limit` means "nothing
+   * more to delete now", never that newer records were touched.
+   */
   pruneUplink(before: number, limit: number): Promise<number>;
 
   // Vehicles

@@ -1,0 +1,261 @@
+// The mutual-TLS listener over real TLS sockets: certificate identity against VEHICLE_ID, untrusted or missing client certificates, registration (PROTOCOL.md 2.2, 2.3).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Cmd,
+  ConnackStatus,
+  encodeConnect,
+  encodeTelemetry,
+  type UplinkAckMessage,
+} from '../../src/protocol/index.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { makePki, type PemPair, type Pki } from '../helpers/pki.js';
+import { TestVehicle } from '../helpers/vehicle.js';
+
+let pkiDir: string;
+let pki: Pki;
+let gw: TestGateway;
+let tlsPort: number;
+
+beforeAll(async () => {
+  pkiDir = mkdtempSync(join(tmpdir(), 'vmcp-tls-'));
+  pki = makePki(pkiDir);
+  gw = await startGateway({
+    tlsListen: '127.0.0.1:0',
+    tlsCert: pki.server.certPath,
+    tlsKey: pki.server.keyPath,
+    clientCa: pki.deviceCa.certPath,
+  });
+  expect(gw.app.addresses.tls).toBeDefined();
+  tlsPort = gw.app.addresses.tls!.port;
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  if (pkiDir !== undefined) rmSync(pkiDir, { recursive: true, force: true });
+});
+
+let n = 0;
+const vin = (): string => `VIN-TLS-${++n}`;
+
+/** Client options: trusts the server CA, presents `client` (or no certificate). */
+function tlsOptions(client: PemPair | undefined): ConnectionOptions {
+  return {
+    ca: pki.serverCa.certPem,
+    servername: 'localhost',
+    ...(client === undefined ? {} : { cert: client.certPem, key: client.keyPem }),
+  };
+}
+
+function openTls(client: PemPair | undefined): Promise<TestVehicle> {
+  return TestVehicle.open(tlsPort, '127.0.0.1', tlsOptions(client));
+}
+
+/** TLS connections the gateway handed to its core (a failed handshake never gets there). */
+async function tlsSessionsAccepted(): Promise<number> {
+  const res = await fetch(`${gw.httpUrl}/metrics`);
+  const text = await res.text();
+  const m = /^vmcp_connections_accepted_total\{transport="tls"\} (\d+)/m.exec(text);
+  return m === null ? 0 : Number(m[1]);
+}
+
+/**
+ * Expects the TLS handshake to fail: either the client sees the failure itself, or (TLS 1.3, where the
+ * server checks the client certificate after the client finished) the server closes the connection
+ * without ever answering a CONNECT.
+ */
+async function expectHandshakeRefused(client: PemPair | undefined): Promise<void> {
+  const id = vin();
+  let v: TestVehicle;
+  try {
+    v = await openTls(client);
+  } catch {
+    return; // refused during the handshake, as seen by the client
+  }
+  try {
+    v.send(
+      Cmd.CONNECT,
+      encodeConnect({
+        versionMin: 1,
+        versionMax: 2,
+        vehicleId: id,
+        token: await gw.token(id),
+      }),
+    );
+    await v.waitClosed(5_000);
+    expect(v.inbox).toEqual([]);
+  } finally {
+    v.close();
+  }
+}
+
+describe('mutual TLS: certificate identity', () => {
+  it('accepts a client certificate whose CN is the vehicle id, with a valid token', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert(id));
+    try {
+      const ack = await v.connect({ vehicleId: id, token: await gw.token(id) });
+      expect(ack.status).toBe(ConnackStatus.ACCEPTED);
+      expect(ack.nextUplinkSeq).toBe(1);
+      // The session works over TLS like over TCP.
+      v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: 1764000000000 }));
+      expect(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+        seq: 1,
+        status: 0,
+      });
+      const view = await gw.api('GET', `/api/v1/vehicles/${id}`);
+      expect(view.body).toMatchObject({ online: true, lastUplinkSeq: 1 });
+    } finally {
+      v.close();
+    }
+  });
+
+  it('accepts a SAN urn:vin:<id> whose CN names something else', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert('telematics-unit-42', { sanVin: id }));
+    try {
+      const ack = await v.connect({ vehicleId: id, token: await gw.token(id) });
+      expect(ack.status).toBe(ConnackStatus.ACCEPTED);
+    } finally {
+      v.close();
+    }
+  });
+
+  it('refuses a certificate whose CN is another vehicle with CONNACK FORBIDDEN and closes', async () => {
+    const id = vin();
+    const other = vin();
+    const v = await openTls(pki.issueClientCert(other));
+    try {
+      const ack = await v.connect({ vehicleId: id, token: await gw.token(id) });
+      expect(ack.status).toBe(ConnackStatus.FORBIDDEN);
+      expect(ack.version).toBe(0);
+      await v.waitClosed();
+    } finally {
+      v.close();
+    }
+    const res = await gw.api('GET', `/api/v1/vehicles/${id}`);
+    expect(res.status).toBe(404); // never seen: no CONNACK ACCEPTED
+  });
+
+  it('refuses a certificate with neither CN nor urn:vin SAN with FORBIDDEN', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert(''));
+    try {
+      expect((await v.connect({ vehicleId: id, token: await gw.token(id) })).status).toBe(
+        ConnackStatus.FORBIDDEN,
+      );
+      await v.waitClosed();
+    } finally {
+      v.close();
+    }
+  });
+
+  it('checks the token too: a matching certificate with a token for another vehicle is FORBIDDEN', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert(id));
+    try {
+      expect((await v.connect({ vehicleId: id, token: await gw.token(vin()) })).status).toBe(
+        ConnackStatus.FORBIDDEN,
+      );
+    } finally {
+      v.close();
+    }
+  });
+
+  it('checks the token too: a matching certificate with a bad token is BAD_CREDENTIALS', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert(id));
+    try {
+      expect((await v.connect({ vehicleId: id, token: 'not.a.jwt' })).status).toBe(
+        ConnackStatus.BAD_CREDENTIALS,
+      );
+    } finally {
+      v.close();
+    }
+  });
+});
+
+describe('mutual TLS: handshake', () => {
+  it('fails the handshake for a certificate from an untrusted CA: no session', async () => {
+    const before = await tlsSessionsAccepted();
+    await expectHandshakeRefused(pki.issueClientCert(vin(), { ca: 'other' }));
+    expect(await tlsSessionsAccepted()).toBe(before);
+  });
+
+  it('fails the handshake without a client certificate: no session', async () => {
+    const before = await tlsSessionsAccepted();
+    await expectHandshakeRefused(undefined);
+    expect(await tlsSessionsAccepted()).toBe(before);
+  });
+
+  it('still serves well-behaved TLS vehicles after refused handshakes', async () => {
+    const id = vin();
+    const v = await openTls(pki.issueClientCert(id));
+    try {
+      expect((await v.connect({ vehicleId: id, token: await gw.token(id) })).status).toBe(
+        ConnackStatus.ACCEPTED,
+      );
+    } finally {
+      v.close();
+    }
+  });
+});
+
+describe('mutual TLS: registration', () => {
+  const secret = new TextEncoder().encode('tls-s3cret');
+
+  it('registers with CREDENTIAL over TLS with a matching certificate and issues a TOKEN', async () => {
+    const id = vin();
+    const created = await gw.api('POST', '/api/v1/devices', {
+      id,
+      secret: 'tls-s3cret',
+      scopes: ['telemetry:publish'],
+    });
+    expect(created.status).toBe(201);
+    const cert = pki.issueClientCert(id);
+    const v = await openTls(cert);
+    let token: string;
+    try {
+      const ack = await v.connect({ vehicleId: id, credential: secret });
+      expect(ack.status).toBe(ConnackStatus.ACCEPTED);
+      expect(ack.token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+      token = ack.token!;
+      const verified = await gw.tokens.verify(token, Date.now());
+      expect(verified.ok && verified.token.subject).toBe(id);
+    } finally {
+      v.close();
+    }
+    // The issued token works next time over the same listener.
+    const v2 = await openTls(cert);
+    try {
+      expect((await v2.connect({ vehicleId: id, token })).status).toBe(ConnackStatus.ACCEPTED);
+    } finally {
+      v2.close();
+    }
+  });
+
+  it('refuses CREDENTIAL registration with a certificate for another vehicle (FORBIDDEN)', async () => {
+    const id = vin();
+    expect(
+      (
+        await gw.api('POST', '/api/v1/devices', {
+          id,
+          secret: 'tls-s3cret',
+          scopes: ['telemetry:publish'],
+        })
+      ).status,
+    ).toBe(201);
+    const v = await openTls(pki.issueClientCert(vin()));
+    try {
+      const ack = await v.connect({ vehicleId: id, credential: secret });
+      expect(ack.status).toBe(ConnackStatus.FORBIDDEN);
+      expect(ack.token).toBeUndefined();
+      await v.waitClosed();
+    } finally {
+      v.close();
+    }
+  });
+});
