@@ -218,6 +218,13 @@ export const SETTINGS: readonly Setting[] = [
 
 const byKey = new Map(SETTINGS.map((s) => [s.key as string, s]));
 
+/** Short names the issue and operators use: `--retention 7d`, `--disk-floor 1GiB` (also VMCP_RETENTION, VMCP_DISK_FLOOR). */
+export const ALIASES: Readonly<Record<string, keyof GatewayConfig>> = {
+  retention: 'retentionMs',
+  diskFloor: 'diskFloorBytes',
+};
+for (const [alias, key] of Object.entries(ALIASES)) byKey.set(alias, byKey.get(key)!);
+
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
@@ -373,8 +380,12 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<GatewayConfig>
     for (const [k, v] of Object.entries(readConfigFile(configFile))) {
       const s = byKey.get(k);
       if (!s) bad(k, `unknown setting in ${configFile}`);
-      cfg[k] = coerce(s, v, configFile);
+      cfg[s.key] = coerce(s, v, configFile);
     }
+  }
+  for (const [alias, key] of Object.entries(ALIASES)) {
+    const v = env[envName(alias)];
+    if (v !== undefined && v !== '') cfg[key] = coerce(byKey.get(key)!, v, envName(alias));
   }
   for (const s of SETTINGS) {
     const v = env[envName(s.key)];
@@ -384,7 +395,7 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<GatewayConfig>
     if (k === 'config') continue;
     const s = byKey.get(k);
     if (!s) bad(`--${flagName(k)}`, 'unknown option');
-    cfg[k] = coerce(s, v, `--${flagName(k)}`);
+    cfg[s.key] = coerce(s, v, `--${flagName(k)}`);
   }
   const out = cfg as unknown as GatewayConfig;
   if (out.keepaliveMinS > out.keepaliveMaxS) bad('keepaliveMinS', 'must be ≤ keepaliveMaxS');

@@ -579,9 +579,12 @@ export class Gateway {
         }
       }
       if (s.hasPartialFrame && now - s.lastByteAt >= cfg.frameTimeoutMs) s.expirePartialFrame();
-      if (s.blockedSince !== 0 && now - s.blockedSince >= cfg.drainTimeoutMs) {
-        this.metrics.disconnects.labels('drain_timeout').inc();
-        s.destroy('drain timeout');
+      if (s.blockedSince !== 0) {
+        s.drained();
+        if (s.blockedSince !== 0 && now - s.blockedSince >= cfg.drainTimeoutMs) {
+          this.metrics.disconnects.labels('drain_timeout').inc();
+          s.destroy('drain timeout');
+        }
       }
     }
     for (const [s, since] of this.closingSince) if (now - since >= LINGER_MS) s.stream.destroy();

@@ -328,25 +328,32 @@ export class Session implements FrameSink, MessageSink {
     this.sendMessage(Cmd.ERROR, encodeError({ code, refCmd, message, refSeq }));
   }
 
-  /** Writes encoded frames. A peer that stops reading is bounded by writeBufferBytes and the drain timeout. */
+  /**
+   * Writes encoded frames. A peer that stops reading is bounded: past writeBufferBytes of pending
+   * output the session stops reading its uplink (whose acks it does not read) and the drain timeout
+   * starts; past 4 × writeBufferBytes it is destroyed at once.
+   */
   write(bytes: Uint8Array): void {
     if (this.state === 'closed' || this.stream.destroyed) return;
-    const ok = this.stream.write(bytes);
-    if (!ok && this.blockedSince === 0) this.blockedSince = this.gw.now;
-    if (this.stream.writableLength > this.gw.config.writeBufferBytes) {
-      // Stop taking uplink (whose acks it does not read) until it drains.
-      if (!this.readPaused) {
-        this.readPaused = true;
-        this.stream.pause();
-      }
-      if (this.stream.writableLength > 4 * this.gw.config.writeBufferBytes) {
-        this.gw.metrics.disconnects.labels('slow_consumer').inc();
-        this.destroy('output buffer overflow');
-      }
+    this.stream.write(bytes);
+    const pending = this.stream.writableLength;
+    const limit = this.gw.config.writeBufferBytes;
+    if (pending <= limit) return;
+    if (this.blockedSince === 0) this.blockedSince = this.gw.now;
+    if (!this.readPaused) {
+      this.readPaused = true;
+      this.stream.pause();
+    }
+    if (pending > 4 * limit) {
+      this.gw.metrics.disconnects.labels('slow_consumer').inc();
+      this.destroy('output buffer overflow');
     }
   }
 
+  /** Called on 'drain' and by the sweep: once pending output is back under the limit, reading resumes. */
   drained(): void {
+    if (this.blockedSince === 0 || this.stream.writableLength > this.gw.config.writeBufferBytes)
+      return;
     this.blockedSince = 0;
     if (this.readPaused && !this.gw.uplinkPaused) {
       this.readPaused = false;
