@@ -6,13 +6,17 @@ import type { FastifyInstance } from 'fastify';
 import { buildApi } from './api/index.js';
 import { TokenService } from './auth/tokens.js';
 import { formatHostPort, type GatewayConfig, type HostPort } from './config/index.js';
+import { VmcpError } from './errors.js';
 import { systemClock, type Clock } from './gateway/clock.js';
 import { Gateway } from './gateway/gateway.js';
 import { listenTcp, listenTls, type Listener } from './gateway/transports.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { RedisCoordinator } from './cluster/coordinator.js';
+import type { PresenceEvent } from './gateway/gateway.js';
+import { RedisStore } from './store/redis.js';
 import { SqliteStore } from './store/sqlite.js';
-import type { Store } from './store/types.js';
+import type { CommandRow, Store } from './store/types.js';
 
 export interface AppOptions {
   logger?: Logger;
@@ -58,6 +62,36 @@ export function resolveSecrets(config: Readonly<GatewayConfig>): ResolvedSecrets
   return { jwtSecret, adminToken, generated };
 }
 
+/** The node id kept in the data dir (generated on first start) unless --node-id is given. */
+function readOrCreateNodeId(dataDir: string): string {
+  mkdirSync(dataDir, { recursive: true });
+  const path = join(dataDir, 'node-id');
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const id = `gw-${randomBytes(4).toString('hex')}`;
+  writeFileSync(path, `${id}\n`);
+  return id;
+}
+
+/** A listener bound to 0.0.0.0 / :: is advertised to other nodes as its loopback form (tests, one host). */
+function advertised(hp: HostPort): HostPort {
+  return hp.host === '0.0.0.0' || hp.host === '::' ? { host: '127.0.0.1', port: hp.port } : hp;
+}
+
+/** Reads a file named by a setting; a failure is a configuration error naming the setting. */
+function readSettingFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new VmcpError(
+      'VMCP_ERR_CONFIG',
+      `invalid configuration: ${setting}: cannot read ${path}: ${(err as Error).message}`,
+      {
+        field: setting,
+      },
+    );
+  }
+}
+
 export class GatewayApp {
   private constructor(
     readonly config: Readonly<GatewayConfig>,
@@ -76,13 +110,26 @@ export class GatewayApp {
   ): Promise<GatewayApp> {
     const logger = options.logger ?? createLogger(config.logLevel);
     const secrets = resolveSecrets(config);
+    const nodeId = config.nodeId ?? readOrCreateNodeId(resolve(config.dataDir));
     const store =
       options.store ??
-      new SqliteStore({
-        path: join(resolve(config.dataDir), 'vmcp.db'),
-        sync: config.storeSync === 'normal' ? 'normal' : 'full',
-      });
+      (config.store === 'redis'
+        ? new RedisStore({ urls: config.redisUrl })
+        : new SqliteStore({
+            path: join(resolve(config.dataDir), 'vmcp.db'),
+            sync: config.storeSync === 'normal' ? 'normal' : 'full',
+          }));
     await store.open();
+    const cluster =
+      config.store === 'redis'
+        ? new RedisCoordinator({
+            urls: config.redisUrl,
+            nodeId,
+            logger,
+            heartbeatMs: config.nodeHeartbeatMs,
+            nodeTtlMs: config.nodeTtlMs,
+          })
+        : undefined;
     const tokens = await TokenService.create({
       hs256Secret: secrets.jwtSecret,
       publicKeysPem: config.jwtPublicKeys,
@@ -94,7 +141,8 @@ export class GatewayApp {
       logger,
       metrics: new GatewayMetrics(options.defaultMetrics ?? true),
       clock: options.clock ?? systemClock,
-      nodeId: config.nodeId ?? 'gw',
+      nodeId,
+      cluster,
     });
     let listening = false;
     const api = buildApi(gateway, {
@@ -109,9 +157,9 @@ export class GatewayApp {
       let tlsAddress: HostPort | undefined;
       if (config.tlsListen !== undefined) {
         const tls = await listenTls(gateway, config.tlsListen, {
-          cert: readFileSync(config.tlsCert!),
-          key: readFileSync(config.tlsKey!),
-          clientCa: readFileSync(config.clientCa!),
+          cert: readSettingFile('tlsCert', config.tlsCert!),
+          key: readSettingFile('tlsKey', config.tlsKey!),
+          clientCa: readSettingFile('clientCa', config.clientCa!),
         });
         listeners.push(tls);
         tlsAddress = tls.address;
@@ -122,6 +170,25 @@ export class GatewayApp {
         typeof httpAddr === 'object' && httpAddr !== null
           ? { host: httpAddr.address, port: httpAddr.port }
           : config.http;
+      if (cluster !== undefined) {
+        await cluster.start(
+          {
+            nodeId,
+            vehicleAddress: formatHostPort(advertised(listeners[0]!.address)),
+            httpAddress: formatHostPort(advertised(http)),
+            startedAt: Date.now(),
+          },
+          {
+            onMessage: (msg) => gateway.onNodeMessage(msg),
+            // Presence and command changes of vehicles on other nodes, for this node's event stream.
+            onEvent: (event) => {
+              if (event.kind === 'presence')
+                gateway.events.emit('presence', event.data as PresenceEvent);
+              else gateway.events.emit('command', event.data as CommandRow);
+            },
+          },
+        );
+      }
       listening = true;
       const addresses = { vehicle: listeners[0]!.address, tls: tlsAddress, http };
       logger.info(
@@ -136,6 +203,7 @@ export class GatewayApp {
       return new GatewayApp(config, gateway, store, api, listeners, addresses, secrets);
     } catch (err) {
       gateway.stop();
+      await cluster?.stop();
       await Promise.allSettled(listeners.map((l) => l.close()));
       await api.close().catch(() => undefined);
       await store.close();
@@ -151,6 +219,7 @@ export class GatewayApp {
       const closing = this.listeners.map((l) => l.close());
       await this.gateway.shutdown();
       await Promise.allSettled(closing);
+      await this.gateway.cluster?.stop();
       await this.api.close();
       await this.store.close();
     })();

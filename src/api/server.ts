@@ -37,7 +37,7 @@ import {
   type VehicleParams,
 } from './schemas.js';
 import { StreamHub, type StreamHubOptions } from './stream.js';
-import { commandJson, decodeCursor, encodeCursor } from './views.js';
+import { commandJson } from './views.js';
 
 export interface ApiOptions {
   /** The bearer token of /api/v1/* (VMCP_ADMIN_TOKEN). An empty token refuses every request. */
@@ -269,8 +269,8 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
 
   // ---- handlers, one per route of the table ----
 
-  function vehicleResource(row: VehicleRow): VehicleView {
-    const session = gw.sessionView(gw.sessions.get(row.id));
+  async function vehicleResource(row: VehicleRow): Promise<VehicleView> {
+    const session = await gw.sessionViewOf(row.id);
     return {
       id: row.id,
       online: session !== null,
@@ -281,18 +281,13 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
   }
 
   async function onlinePage(limit: number, cursor: string | undefined) {
-    const after = decodeCursor(cursor);
-    const ids: string[] = [];
-    for (const [id, s] of gw.sessions) if (id > after && gw.sessionView(s) !== null) ids.push(id);
-    ids.sort();
-    const page = ids.slice(0, limit);
+    const page = await gw.listOnline(limit, cursor === undefined || cursor === '' ? null : cursor);
     const items: VehicleView[] = [];
-    for (const id of page) {
+    for (const id of page.ids) {
       const view = await gw.vehicle(id);
       if (view !== undefined) items.push(view);
     }
-    const next = ids.length > limit ? encodeCursor(page[page.length - 1]!) : null;
-    return { items, next };
+    return { items, next: page.next };
   }
 
   const handlers: Record<RouteName, Handler> = {
@@ -352,7 +347,7 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
       const page = await viaStore(() =>
         gw.store.listVehicles(limit, q.cursor === undefined || q.cursor === '' ? null : q.cursor),
       );
-      return { items: page.items.map(vehicleResource), next: page.next };
+      return { items: await Promise.all(page.items.map(vehicleResource)), next: page.next };
     },
 
     async getVehicle(req) {
@@ -384,7 +379,7 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
 
     async disconnectVehicle(req) {
       const { id } = req.params as VehicleParams;
-      if (!gw.kick(id)) throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
+      if (!(await viaStore(() => gw.kick(id)))) throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
       logger?.info({ vehicleId: id }, 'vehicle kicked by an operator');
       return { id, disconnected: true };
     },

@@ -38,14 +38,3 @@ export function commandJson(row: CommandRow): CommandResource {
     updatedAt: row.updatedAt,
   };
 }
-
-/** Page cursors: base64url of the last id of the page (the same form the store uses). */
-export function encodeCursor(id: string): string {
-  return Buffer.from(id, 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string | undefined): string {
-  return cursor === undefined || cursor === ''
-    ? ''
-    : Buffer.from(cursor, 'base64url').toString('utf8');
-}

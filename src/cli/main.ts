@@ -3,6 +3,8 @@ import { createRequire } from 'node:module';
 import { device } from './device.js';
 import { send } from './send.js';
 import { serve } from './serve.js';
+import { sim } from './sim.js';
+import { bench } from './bench.js';
 import { tail } from './tail.js';
 import { token } from './token.js';
 
@@ -19,6 +21,8 @@ Commands:
   device    register (add) or revoke a device
   send      queue a command for a vehicle (--wait for its result)
   tail      follow the event stream (uplink, presence, commands)
+  sim       run a fleet of simulated vehicles against a gateway
+  bench     run a load benchmark scenario (from a source checkout)
   help      show this help
 
 Run 'vmcp <command> --help' for a command's options.
@@ -32,6 +36,8 @@ const COMMANDS: Record<string, (argv: string[], out: Out, err: Out) => Promise<n
   device,
   send,
   tail,
+  sim,
+  bench,
 };
 
 export async function main(

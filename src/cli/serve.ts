@@ -35,19 +35,18 @@ export async function serve(
     throw e;
   }
   const logger = createLogger(config.logLevel);
-  const app = await GatewayApp.start(config, { logger });
-  if (app.secrets.generated.length > 0) {
-    err(
-      `vmcp: generated secrets in ${config.dataDir} (${app.secrets.generated.join(', ')}).\n` +
-        `  Mint a vehicle token:  npx vmcp token --data-dir ${config.dataDir} --vehicle VIN --scope "telemetry:publish event:publish command:receive"\n` +
-        `  API bearer token:      cat ${config.dataDir}/admin-token\n`,
-    );
+  let app: GatewayApp;
+  try {
+    app = await GatewayApp.start(config, { logger });
+  } catch (e) {
+    if (isVmcpError(e, 'VMCP_ERR_CONFIG')) {
+      err(`vmcp serve: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
   }
-  err(
-    `vmcp: vehicles on ${formatHostPort(app.addresses.vehicle)}${app.addresses.tls ? `, mutual TLS on ${formatHostPort(app.addresses.tls)}` : ''}, ` +
-      `HTTP API on http://${formatHostPort(app.addresses.http)}\n`,
-  );
-  await new Promise<void>((resolve) => {
+  // Signal handlers first: the "vehicles on …" line tells scripts the gateway can be stopped cleanly.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal }, 'shutting down');
       process.off('SIGTERM', onTerm);
@@ -59,6 +58,18 @@ export async function serve(
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
   });
+  if (app.secrets.generated.length > 0) {
+    err(
+      `vmcp: generated secrets in ${config.dataDir} (${app.secrets.generated.join(', ')}).\n` +
+        `  Mint a vehicle token:  npx vmcp token --data-dir ${config.dataDir} --vehicle VIN --scope "telemetry:publish event:publish command:receive"\n` +
+        `  API bearer token:      cat ${config.dataDir}/admin-token\n`,
+    );
+  }
+  err(
+    `vmcp: vehicles on ${formatHostPort(app.addresses.vehicle)}${app.addresses.tls ? `, mutual TLS on ${formatHostPort(app.addresses.tls)}` : ''}, ` +
+      `HTTP API on http://${formatHostPort(app.addresses.http)}\n`,
+  );
+  await stopped;
   await app.stop();
   logger.flush();
   return 0;

@@ -67,6 +67,8 @@ export interface GatewayConfig {
   shutdownTimeoutMs: number;
   redirect: string | undefined;
   sensorReadLimit: number;
+  nodeHeartbeatMs: number;
+  nodeTtlMs: number;
 }
 
 export const DEFAULTS: Readonly<GatewayConfig> = Object.freeze({
@@ -114,6 +116,8 @@ export const DEFAULTS: Readonly<GatewayConfig> = Object.freeze({
   shutdownTimeoutMs: 10_000,
   redirect: undefined,
   sensorReadLimit: 256,
+  nodeHeartbeatMs: 2_000, // cluster: how often a node refreshes its heartbeat in Redis
+  nodeTtlMs: 10_000, // cluster: a node silent this long is dead and its sessions are released
 });
 
 const S = (
@@ -214,6 +218,11 @@ export const SETTINGS: readonly Setting[] = [
   S('shutdownTimeoutMs', 'duration', 'graceful shutdown bound', { min: 100, max: 600_000 }),
   S('redirect', 'string', 'host:port sent with DISCONNECT SHUTDOWN'),
   S('sensorReadLimit', 'int', 'outstanding sensor reads per vehicle', { min: 1, max: 256 }),
+  S('nodeHeartbeatMs', 'duration', 'cluster: node heartbeat interval', { min: 100, max: 60_000 }),
+  S('nodeTtlMs', 'duration', 'cluster: a node without heartbeat this long is dead', {
+    min: 500,
+    max: 600_000,
+  }),
 ];
 
 const byKey = new Map(SETTINGS.map((s) => [s.key as string, s]));
@@ -404,6 +413,8 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<GatewayConfig>
   }
   if (out.store === 'redis' && out.redisUrl.length === 0)
     bad('redisUrl', 'required with --store redis');
+  // Deep-frozen: nested values (listen, http, redisUrl) are shared by everything that reads them.
+  for (const v of Object.values(out)) if (typeof v === 'object' && v !== null) Object.freeze(v);
   return Object.freeze(out);
 }
 

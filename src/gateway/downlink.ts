@@ -61,6 +61,21 @@ export class Downlink {
       s.downlink.known.set(row.seq, queued);
       s.downlink.queue.push(queued);
       this.pump(s);
+    } else if (s !== undefined && s.state === 'connecting') {
+      (s.lateCommands ??= []).push(row.id);
+    } else if (this.gw.cluster !== undefined) {
+      // Delivered by whichever node holds the vehicle (cluster mode).
+      const owner = await this.gw.cluster.lookup(req.vehicleId).catch(() => undefined);
+      if (owner !== undefined && owner.nodeId !== this.gw.nodeId) {
+        await this.gw.cluster
+          .send(owner.nodeId, { t: 'command', vehicleId: req.vehicleId, commandId: row.id })
+          .catch((err: unknown) =>
+            this.gw.logger.warn(
+              { err: String(err), commandId: row.id },
+              'command notification failed',
+            ),
+          );
+      }
     }
     return row;
   }
@@ -82,6 +97,14 @@ export class Downlink {
       );
     }
     if (state != null) this.forget(state, updated.seq);
+    else if (this.gw.cluster !== undefined) {
+      const owner = await this.gw.cluster.lookup(row.vehicleId).catch(() => undefined);
+      if (owner !== undefined && owner.nodeId !== this.gw.nodeId) {
+        await this.gw.cluster
+          .send(owner.nodeId, { t: 'cancel', vehicleId: row.vehicleId, seq: row.seq })
+          .catch(() => undefined);
+      }
+    }
     this.gw.commandChanged(updated);
     return updated;
   }
@@ -119,44 +142,108 @@ export class Downlink {
 
   /** Writes queued commands while the window has room (4.1: at most `commandWindow` without a final result). */
   pump(s: Session): void {
-    const state = s.downlink;
-    if (state === null || s.state !== 'connected') return;
+    if (s.pumping || s.downlink === null || s.state !== 'connected') return;
     // 2.3: a session without command:receive is sent no command; they stay pending.
     if ((s.scopes & ScopeBit.COMMAND) === 0) return;
-    const now = this.gw.now;
+    s.pumping = true;
+    this.pumpLoop(s)
+      .catch((err: unknown) =>
+        this.gw.logger.error({ err, vehicleId: s.vehicleId }, 'command delivery failed'),
+      )
+      .finally(() => {
+        s.pumping = false;
+      });
+  }
+
+  /**
+   * Sends queued commands in seq order while the window has room. A pending command is marked
+   * `delivered` (compare-and-set in the store) right before its frame is written: a cancel that won
+   * the race keeps it unsent, and an API on another node sees `delivered` as soon as it may be on
+   * the wire (4.1, 9).
+   */
+  private async pumpLoop(s: Session): Promise<void> {
+    const state = s.downlink!;
     const window = this.gw.config.commandWindow;
-    while (state.queue.length > 0 && state.inflight.size < window) {
+    while (state.queue.length > 0 && state.inflight.size < window && s.state === 'connected') {
       const row = state.queue.shift()!;
+      const now = this.gw.clock.now();
       if (row.expiresAt <= now) {
         state.known.delete(row.seq); // the expiry sweep marks it
         continue;
       }
       state.inflight.add(row.seq);
-      const data = encodeCommand({
-        seq: row.seq,
-        commandId: row.id,
-        name: row.name,
-        params: row.params ?? undefined,
-        expiresAt: row.expiresAt,
-        traceparent: row.traceparent ?? undefined,
-      });
-      s.sendMessage(Cmd.COMMAND, data);
-      // 4.1: a command becomes `delivered` when its frame is written to the connection.
       if (row.status === 'pending') {
-        row.status = 'delivered';
-        void this.gw.store.transitionCommand(row.id, ['pending'], 'delivered', now).then(
-          (updated) => {
-            if (updated !== undefined) this.gw.commandChanged(updated);
-          },
-          (err: unknown) =>
-            this.gw.logger.error({ err, commandId: row.id }, 'marking command delivered failed'),
+        const updated = await this.gw.store.transitionCommand(
+          row.id,
+          ['pending'],
+          'delivered',
+          now,
         );
+        if (updated === undefined) {
+          // Cancelled or expired meanwhile: never sent.
+          state.inflight.delete(row.seq);
+          state.known.delete(row.seq);
+          continue;
+        }
+        row.status = 'delivered';
+        this.gw.commandChanged(updated);
       }
+      if (s.state !== 'connected') return; // resent on the next session (seq > LAST_COMMAND_SEQ)
+      s.sendMessage(
+        Cmd.COMMAND,
+        encodeCommand({
+          seq: row.seq,
+          commandId: row.id,
+          name: row.name,
+          params: row.params ?? undefined,
+          expiresAt: row.expiresAt,
+          traceparent: row.traceparent ?? undefined,
+        }),
+      );
       this.gw.logger.debug(
         { vehicleId: s.vehicleId, commandId: row.id, seq: row.seq, traceparent: row.traceparent },
         'command sent',
       );
     }
+  }
+
+  /** Another node created a command for a vehicle connected here (cluster mode). */
+  async notify(vehicleId: string, commandId: string): Promise<void> {
+    const s = this.gw.sessions.get(vehicleId);
+    if (s === undefined) return;
+    if (s.state === 'connecting') {
+      // Its open commands are being loaded: re-checked right after attach.
+      (s.lateCommands ??= []).push(commandId);
+      return;
+    }
+    await this.enqueueById(s, commandId);
+  }
+
+  private async enqueueById(s: Session, commandId: string): Promise<void> {
+    const row = await this.gw.store.getCommand(commandId);
+    const state = s.downlink;
+    if (row === undefined || state === null || s.state !== 'connected' || state.known.has(row.seq))
+      return;
+    if (row.status !== 'pending' && row.status !== 'delivered') return;
+    state.known.set(row.seq, row);
+    // Keep the queue in seq order: a notification may arrive after a later command was queued.
+    let i = state.queue.length;
+    while (i > 0 && state.queue[i - 1]!.seq > row.seq) i--;
+    state.queue.splice(i, 0, row);
+    this.pump(s);
+  }
+
+  /** Commands another node announced while this session was being accepted. */
+  async catchUp(s: Session): Promise<void> {
+    const late = s.lateCommands;
+    s.lateCommands = null;
+    if (late !== null) for (const id of late) await this.enqueueById(s, id);
+  }
+
+  /** Another node cancelled a pending command of a vehicle connected here. */
+  cancelled(vehicleId: string, seq: number): void {
+    const state = this.gw.sessions.get(vehicleId)?.downlink;
+    if (state != null && !state.inflight.has(seq)) this.forget(state, seq);
   }
 
   /** COMMAND_ACK (4.2): the first final result counts; unknown, final or repeated acks are ignored. */

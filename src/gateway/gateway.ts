@@ -7,7 +7,7 @@ import { Scope } from '../auth/scopes.js';
 import { verifySecret } from '../auth/secrets.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { GatewayConfig } from '../config/index.js';
-import { VmcpError, isVmcpError } from '../errors.js';
+import { VmcpError, isVmcpError, type VmcpErrorCode } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import {
@@ -25,6 +25,8 @@ import {
   type UplinkRecord,
 } from '../protocol/index.js';
 import type { CommandRow, Store, VehicleRow } from '../store/types.js';
+import type { NodeMessage, RedisCoordinator, SessionRecord } from '../cluster/coordinator.js';
+import { fromHex } from '../protocol/index.js';
 import type { Clock } from './clock.js';
 import { Downlink } from './downlink.js';
 import { onDisconnect, onError, onPing, onPong, onQuery } from './handlers/control.js';
@@ -43,6 +45,8 @@ export interface GatewayDeps {
   clock: Clock;
   /** Identifies this process in session ids and logs. */
   nodeId: string;
+  /** Multi-node deployments: the session registry and node-to-node messages on Redis. */
+  cluster?: RedisCoordinator | undefined;
 }
 
 export interface PresenceEvent {
@@ -83,6 +87,7 @@ const SWEEP_MS = 500;
 const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
 const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
 const RETENTION_EVERY_MS = 10_000;
+const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
 const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
 const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
 
@@ -104,6 +109,7 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;
   readonly nodeId: string;
+  readonly cluster: RedisCoordinator | undefined;
   readonly events = new EventEmitter<GatewayEvents>();
   readonly registry = new CommandRegistry<Handler>();
   readonly uplink: UplinkPipeline;
@@ -139,6 +145,7 @@ export class Gateway {
     this.metrics = deps.metrics;
     this.clock = deps.clock;
     this.nodeId = deps.nodeId;
+    this.cluster = deps.cluster;
     this.now = this.clock.now();
     this.connectTokens = this.config.connectBurst;
     this.connectTokensAt = this.now;
@@ -216,8 +223,8 @@ export class Gateway {
       .inc();
     if (s.vehicleId !== '' && this.sessions.get(s.vehicleId) === s) {
       this.sessions.delete(s.vehicleId);
-      if (s.id !== '') {
-        this.events.emit('presence', {
+      if (s.connectedAt !== 0) {
+        this.presence({
           vehicleId: s.vehicleId,
           online: false,
           sessionId: s.id,
@@ -229,6 +236,14 @@ export class Gateway {
           'vehicle disconnected',
         );
       }
+    }
+    if (this.cluster !== undefined && s.vehicleId !== '' && s.id !== '') {
+      // Removes the registry entry only if it still names this session (a newer claim stays).
+      this.cluster
+        .release(s.vehicleId, s.id)
+        .catch((err: unknown) =>
+          this.logger.warn({ err: String(err), vehicleId: s.vehicleId }, 'registry release failed'),
+        );
     }
     this.downlink.detach(s);
   }
@@ -359,6 +374,7 @@ export class Gateway {
     if (s.state !== 'connecting') return;
     await this.withVehicleLock(msg.vehicleId, () => this.accept(s, msg, version, auth));
     s.resumeAfterConnect();
+    await this.downlink.catchUp(s);
     this.downlink.pump(s);
   }
 
@@ -491,6 +507,52 @@ export class Gateway {
     if (s.state !== 'connecting') return;
     this.sessions.set(id, s);
     s.vehicleId = id;
+    s.id = `${this.nodeId}-${(++this.sessionSeq).toString(36)}`;
+    const cfg0 = this.config;
+    const proposedKeepalive =
+      msg.keepalive === undefined || msg.keepalive === 0 ? 60 : msg.keepalive;
+    s.keepaliveS = Math.min(cfg0.keepaliveMaxS, Math.max(cfg0.keepaliveMinS, proposedKeepalive));
+    s.version = version;
+    if (this.cluster !== undefined) {
+      // 2: one live session per vehicle in the whole deployment. The claim is atomic; the node that
+      // held the previous session closes it (TAKEN_OVER) and settles its uplink before we go on.
+      try {
+        const prev = await this.cluster.claim(this.sessionRecord(s));
+        if (
+          prev !== undefined &&
+          prev.nodeId !== this.nodeId &&
+          (await this.cluster.isAlive(prev.nodeId))
+        ) {
+          await this.cluster.request(
+            prev.nodeId,
+            {
+              t: 'takeover',
+              vehicleId: id,
+              sessionId: prev.sessionId,
+              from: this.nodeId,
+              rid: this.cluster.newRequestId(),
+            },
+            TAKEOVER_TIMEOUT_MS,
+          );
+        }
+      } catch (err) {
+        if (this.sessions.get(id) === s) this.sessions.delete(id);
+        this.logger.error(
+          { err: String(err), vehicleId: id },
+          'session registry unavailable during CONNECT',
+        );
+        return this.refuse(
+          s,
+          ConnackStatus.SERVER_BUSY,
+          'session registry unavailable',
+          this.busyRetryMs(),
+        );
+      }
+      if (s.state !== 'connecting') {
+        if (this.sessions.get(id) === s) this.sessions.delete(id);
+        return;
+      }
+    }
     let vehicle: VehicleRow;
     let open: CommandRow[];
     try {
@@ -507,9 +569,6 @@ export class Gateway {
       return;
     }
     const cfg = this.config;
-    const proposed = msg.keepalive === undefined || msg.keepalive === 0 ? 60 : msg.keepalive;
-    s.keepaliveS = Math.min(cfg.keepaliveMaxS, Math.max(cfg.keepaliveMinS, proposed));
-    s.version = version;
     s.scopes = scopeBits(auth.scopes);
     s.clientInfo = msg.clientInfo;
     s.authExpiresAt = auth.expiresAt === Infinity ? Infinity : auth.expiresAt + 30_000;
@@ -517,7 +576,6 @@ export class Gateway {
     s.uplinkNext = vehicle.lastUplinkSeq + 1;
     s.bucketTokens = cfg.uplinkBurst;
     s.bucketAt = this.tickNow();
-    s.id = `${this.nodeId}-${(++this.sessionSeq).toString(36)}`;
     await this.downlink.attach(s, msg.lastCommandSeq ?? 0, open);
     if (s.state !== 'connecting') {
       if (this.sessions.get(id) === s) this.sessions.delete(id);
@@ -538,12 +596,7 @@ export class Gateway {
       }),
     );
     s.transition('connected', 'CONNACK ACCEPTED');
-    this.events.emit('presence', {
-      vehicleId: id,
-      online: true,
-      sessionId: s.id,
-      at: s.connectedAt,
-    });
+    this.presence({ vehicleId: id, online: true, sessionId: s.id, at: s.connectedAt });
     this.logger.info(
       {
         vehicleId: id,
@@ -680,6 +733,79 @@ export class Gateway {
   commandChanged(row: CommandRow): void {
     this.metrics.commands.labels(row.status).inc();
     this.events.emit('command', row);
+    this.cluster?.broadcast('command', row).catch(() => undefined);
+  }
+
+  private presence(event: PresenceEvent): void {
+    this.events.emit('presence', event);
+    this.cluster?.broadcast('presence', event).catch(() => undefined);
+  }
+
+  sessionRecord(s: Session): SessionRecord {
+    return {
+      vehicleId: s.vehicleId,
+      nodeId: this.nodeId,
+      sessionId: s.id,
+      connectedAt: s.connectedAt || this.now,
+      remote: s.info.remoteAddress,
+      version: s.version,
+      keepalive: s.keepaliveS,
+    };
+  }
+
+  /** Where a vehicle's live session is: this node, another node (cluster), or nowhere. */
+  async locate(
+    vehicleId: string,
+  ): Promise<{ local: Session } | { remote: SessionRecord } | undefined> {
+    const s = this.sessions.get(vehicleId);
+    if (s !== undefined && s.state === 'connected') return { local: s };
+    if (this.cluster === undefined) return undefined;
+    const rec = await this.cluster.lookup(vehicleId);
+    if (rec === undefined || rec.nodeId === this.nodeId) return undefined;
+    return { remote: rec };
+  }
+
+  /** Messages from other nodes (cluster mode). */
+  async onNodeMessage(
+    msg: NodeMessage,
+  ): Promise<{ ok: boolean; code?: string; status?: number; value?: string } | void> {
+    switch (msg.t) {
+      case 'takeover': {
+        const s = this.sessions.get(msg.vehicleId);
+        if (s !== undefined && s.id === msg.sessionId) {
+          if (s.state === 'connected')
+            s.disconnect(DisconnectReason.TAKEN_OVER, 'taken over on another node');
+          else s.close('taken over on another node');
+          await this.uplink.settle(s);
+        }
+        return { ok: true };
+      }
+      case 'kick': {
+        const s = this.sessions.get(msg.vehicleId);
+        if (s === undefined || s.state !== 'connected') return { ok: false };
+        s.disconnect(DisconnectReason.KICKED, msg.message);
+        return { ok: true };
+      }
+      case 'command':
+        await this.downlink.notify(msg.vehicleId, msg.commandId);
+        return;
+      case 'cancel':
+        this.downlink.cancelled(msg.vehicleId, msg.seq);
+        return;
+      case 'sensor': {
+        const s = this.sessions.get(msg.vehicleId);
+        if (s === undefined || s.state !== 'connected')
+          return { ok: false, code: 'VMCP_ERR_VEHICLE_OFFLINE' };
+        try {
+          const r = await this.downlink.readSensor(s, msg.channel, msg.timeoutMs);
+          return { ok: true, status: r.status, value: Buffer.from(r.value).toString('hex') };
+        } catch (err) {
+          return { ok: false, code: isVmcpError(err) ? err.code : 'VMCP_ERR_INTERNAL' };
+        }
+      }
+      default:
+        return;
+    }
   }
 
   // ---- operations for the API and CLI ----
@@ -695,11 +821,25 @@ export class Gateway {
     };
   }
 
+  /** The vehicle's live session wherever it is (this node or, in a cluster, another one). */
+  async sessionViewOf(vehicleId: string): Promise<SessionView | null> {
+    const where = await this.locate(vehicleId);
+    if (where === undefined) return null;
+    if ('local' in where) return this.sessionView(where.local);
+    const r = where.remote;
+    return {
+      id: r.sessionId,
+      connectedAt: r.connectedAt,
+      remote: r.remote,
+      version: r.version,
+      keepalive: r.keepalive,
+    };
+  }
+
   async vehicle(id: string): Promise<VehicleView | undefined> {
     const row = await this.store.getVehicle(id);
     if (row === undefined) return undefined;
-    const s = this.sessions.get(id);
-    const session = this.sessionView(s);
+    const session = await this.sessionViewOf(id);
     return {
       id,
       online: session !== null,
@@ -709,31 +849,71 @@ export class Gateway {
     };
   }
 
+  /** Online vehicle ids in id order (cluster-wide with a coordinator). */
+  async listOnline(
+    limit: number,
+    cursor: string | null,
+  ): Promise<{ ids: string[]; next: string | null }> {
+    if (this.cluster !== undefined) return this.cluster.listOnline(limit, cursor);
+    const after = cursor === null ? '' : Buffer.from(cursor, 'base64url').toString('utf8');
+    const ids: string[] = [];
+    for (const [id, s] of this.sessions) if (id > after && s.state === 'connected') ids.push(id);
+    ids.sort();
+    const page = ids.slice(0, limit);
+    return {
+      ids: page,
+      next: ids.length > limit ? Buffer.from(page[page.length - 1]!).toString('base64url') : null,
+    };
+  }
+
   async readSensor(
     vehicleId: string,
     channel: number,
     timeoutMs: number,
   ): Promise<{ status: number; value: Uint8Array }> {
-    const s = this.sessions.get(vehicleId);
-    if (s === undefined || s.state !== 'connected') {
+    const where = await this.locate(vehicleId);
+    if (where === undefined) {
       if ((await this.store.getVehicle(vehicleId)) === undefined)
         throw new VmcpError('VMCP_ERR_VEHICLE_NOT_FOUND');
       throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
     }
-    return this.downlink.readSensor(s, channel, timeoutMs);
+    if ('local' in where) return this.downlink.readSensor(where.local, channel, timeoutMs);
+    const reply = await this.cluster!.request(
+      where.remote.nodeId,
+      {
+        t: 'sensor',
+        vehicleId,
+        channel,
+        timeoutMs,
+        from: this.nodeId,
+        rid: this.cluster!.newRequestId(),
+      },
+      timeoutMs + 2_000,
+    );
+    if (reply === undefined) throw new VmcpError('VMCP_ERR_TIMEOUT');
+    if (!reply.ok) throw new VmcpError((reply.code ?? 'VMCP_ERR_VEHICLE_OFFLINE') as VmcpErrorCode);
+    return { status: reply.status ?? 2, value: fromHex(reply.value ?? '') };
   }
 
-  /** Ends a live session with DISCONNECT KICKED; false when the vehicle is not connected here. */
-  kick(vehicleId: string, message = 'kicked by an operator'): boolean {
-    const s = this.sessions.get(vehicleId);
-    if (s === undefined || s.state !== 'connected') return false;
-    s.disconnect(DisconnectReason.KICKED, message);
-    return true;
+  /** Ends a live session with DISCONNECT KICKED, on whichever node holds it; false when offline. */
+  async kick(vehicleId: string, message = 'kicked by an operator'): Promise<boolean> {
+    const where = await this.locate(vehicleId);
+    if (where === undefined) return false;
+    if ('local' in where) {
+      where.local.disconnect(DisconnectReason.KICKED, message);
+      return true;
+    }
+    const reply = await this.cluster!.request(
+      where.remote.nodeId,
+      { t: 'kick', vehicleId, message, from: this.nodeId, rid: this.cluster!.newRequestId() },
+      TAKEOVER_TIMEOUT_MS,
+    );
+    return reply?.ok === true;
   }
 
   async revokeDevice(id: string): Promise<boolean> {
     const revoked = await this.store.revokeDevice(id, this.clock.now());
-    if (revoked) this.kick(id, 'device revoked');
+    if (revoked) await this.kick(id, 'device revoked');
     return revoked;
   }
 
@@ -744,18 +924,38 @@ export class Gateway {
   async shutdown(): Promise<void> {
     this.draining = true;
     const deadline = this.clock.now() + this.config.shutdownTimeoutMs;
+    const redirect = this.config.redirect ?? (await this.liveRedirect());
     for (const s of this.all) {
       if (s.state === 'connected') {
         s.disconnect(DisconnectReason.SHUTDOWN, 'gateway shutting down', {
-          redirect: this.config.redirect,
-          retryAfterMs: this.config.redirect === undefined ? 1_000 : undefined,
+          redirect,
+          retryAfterMs: redirect === undefined ? 1_000 : undefined,
         });
       } else if (s.state === 'connecting') s.close('shutdown');
     }
-    await Promise.race([this.uplink.drain(), sleep(Math.max(0, deadline - this.clock.now()))]);
+    // The bound's timer is cleared as soon as the drain is done, so an idle gateway exits at once.
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.uplink.drain(),
+      new Promise<void>((r) => (bound = setTimeout(r, Math.max(0, deadline - this.clock.now())))),
+    ]);
+    clearTimeout(bound);
     while (this.all.size > 0 && this.clock.now() < deadline) await sleep(20);
     for (const s of this.all) s.stream.destroy();
     this.stop();
+  }
+
+  /** In a cluster, a live node's vehicle address for DISCONNECT SHUTDOWN's REDIRECT. */
+  private async liveRedirect(): Promise<string | undefined> {
+    if (this.cluster === undefined) return undefined;
+    try {
+      const others = (await this.cluster.liveNodes()).filter((n) => n.nodeId !== this.nodeId);
+      return others.length === 0
+        ? undefined
+        : others[Math.floor(Math.random() * others.length)]!.vehicleAddress;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Stops timers (the store is closed by its owner). */

@@ -113,6 +113,10 @@ export class Session implements FrameSink, MessageSink {
   tracer: UplinkTracer | null = null;
 
   downlink: DownlinkState | null = null;
+  /** A command delivery loop is running for this session. */
+  pumping = false;
+  /** Commands announced by other nodes while this session was being accepted. */
+  lateCommands: string[] | null = null;
   reads: Map<number, PendingRead> | null = null;
   nextReadTag = 0;
   queryChain: Promise<void> | null = null;

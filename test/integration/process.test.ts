@@ -155,13 +155,13 @@ describe('zero-config start', () => {
     } finally {
       expect(await stopProcess(again)).toBe(0);
     }
-  });
+  }, 60_000);
 });
 
 describe('readiness and shutdown', () => {
   it('answers /readyz 200 within 30 s of start', async () => {
     const started = Date.now();
-    const gw = await serve(['--data-dir', tempDir()], {
+    const gw = await serve(['--data-dir', tempDir(), '--shutdown-timeout-ms', '1s'], {
       VMCP_JWT_SECRET: SECRET,
       VMCP_ADMIN_TOKEN: ADMIN,
     });
@@ -212,7 +212,29 @@ describe('readiness and shutdown', () => {
     } finally {
       expect(await stopProcess(again)).toBe(0);
     }
-  });
+  }, 60_000);
+  it('exits as soon as the drain is done, not after the whole --shutdown-timeout-ms bound', async () => {
+    // shutdownTimeoutMs bounds a graceful stop; an idle gateway has nothing to drain and must not
+    // sit out the bound (here 60 s) before exiting.
+    const gw = await serve(['--data-dir', tempDir(), '--shutdown-timeout-ms', '60s'], {
+      VMCP_JWT_SECRET: SECRET,
+      VMCP_ADMIN_TOKEN: ADMIN,
+    });
+    try {
+      // startServe resolves on the "vehicles on …" line, printed just before the signal handlers are
+      // installed; one HTTP round trip later they are.
+      expect((await fetch(`${gw.httpUrl}/readyz`)).status).toBe(200);
+      const sentAt = Date.now();
+      gw.child.kill('SIGTERM');
+      const code = await Promise.race([
+        gw.exited,
+        new Promise<string>((r) => setTimeout(() => r('still running 15 s after SIGTERM'), 15_000)),
+      ]);
+      expect(code, `idle gateway, SIGTERM sent ${Date.now() - sentAt} ms ago`).toBe(0);
+    } finally {
+      await stopProcess(gw, 1_000);
+    }
+  }, 30_000);
 });
 
 describe('invalid configuration', () => {
@@ -325,7 +347,8 @@ describe('precedence flags > env > file > defaults (keepalive max granted to a v
     const dir = tempDir();
     const file = join(dir, 'vmcp.yaml');
     writeFileSync(file, 'keepaliveMaxS: 100\n');
-    const data = ['--data-dir', dir];
+    // A short shutdown bound keeps the five starts and stops quick.
+    const data = ['--data-dir', dir, '--shutdown-timeout-ms', '1s'];
     expect(await grantedKeepalive(data, {})).toBe(3600); // default
     expect(await grantedKeepalive([...data, '--config', file], {})).toBe(100); // file
     expect(await grantedKeepalive(data, { VMCP_CONFIG: file })).toBe(100); // file named by env

@@ -1,0 +1,631 @@
+// Shared machinery of the load bench: child processes (gateway, simulators, brokers), /proc sampling
+// of CPU and RSS per process group, progress aggregation, and the JSON-lines output.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { LatencyHistogram } from '../../src/sim/histogram.js';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef';
+export const ADMIN_TOKEN = 'bench-admin-token';
+/** CLK_TCK: /proc/<pid>/stat counts CPU time in these. */
+const TICKS_PER_SEC = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function machine(): Record<string, unknown> {
+  return {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(),
+    memTotalGb: Math.round(
+      Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1048576,
+    ),
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- /proc sampling ----
+
+export interface ProcUsage {
+  /** CPU time (user + system), ms. */
+  cpuMs: number;
+  rssKb: number;
+}
+
+export function procUsage(pid: number): ProcUsage | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(rest[11]) + Number(rest[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return { cpuMs: (ticks * 1000) / TICKS_PER_SEC, rssKb: rss };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU and RSS of a named group of processes, summed (a process that exited keeps its last CPU). */
+export class ProcGroup {
+  private readonly last = new Map<number, ProcUsage>();
+  private readonly gone = new Map<number, number>();
+
+  constructor(readonly name: string) {}
+
+  pids: number[] = [];
+
+  add(pid: number | undefined): void {
+    if (pid !== undefined && !this.pids.includes(pid)) this.pids.push(pid);
+  }
+
+  remove(pid: number | undefined): void {
+    if (pid === undefined) return;
+    this.read();
+    const u = this.last.get(pid);
+    if (u !== undefined) this.gone.set(pid, u.cpuMs);
+    this.pids = this.pids.filter((p) => p !== pid);
+    this.last.delete(pid);
+  }
+
+  /** Current totals: CPU ms (processes of this group ever) and RSS kB (those alive). */
+  read(): { cpuMs: number; rssKb: number } {
+    let cpuMs = 0;
+    let rssKb = 0;
+    for (const pid of this.pids) {
+      const u = procUsage(pid) ?? this.last.get(pid);
+      if (u === undefined) continue;
+      this.last.set(pid, u);
+      cpuMs += u.cpuMs;
+      rssKb += u.rssKb;
+    }
+    for (const c of this.gone.values()) cpuMs += c;
+    return { cpuMs, rssKb };
+  }
+}
+
+// ---- output ----
+
+export type Emit = (record: Record<string, unknown>) => void;
+
+// ---- the gateway as a child process ----
+
+export interface GatewayOptions {
+  flags?: string[];
+  /** Write a V8 CPU profile of the gateway into this directory. */
+  cpuProfDir?: string;
+  dataDir?: string;
+  port?: number;
+  httpPort?: number;
+}
+
+export class GatewayProc {
+  child: ChildProcess | undefined;
+  readonly dataDir: string;
+  readonly ownDir: boolean;
+  port = 0;
+  httpPort = 0;
+  private stderrTail: string[] = [];
+
+  constructor(private readonly opts: GatewayOptions = {}) {
+    this.ownDir = opts.dataDir === undefined;
+    this.dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'vmcp-bench-'));
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  async start(): Promise<void> {
+    this.port ||= this.opts.port ?? (await freePort());
+    this.httpPort ||= this.opts.httpPort ?? (await freePort());
+    const args = [
+      ...(this.opts.cpuProfDir !== undefined
+        ? ['--cpu-prof', '--cpu-prof-dir', this.opts.cpuProfDir]
+        : []),
+      join(ROOT, 'bin', 'vmcp.js'),
+      'serve',
+      '--listen',
+      `127.0.0.1:${this.port}`,
+      '--http',
+      `127.0.0.1:${this.httpPort}`,
+      '--data-dir',
+      this.dataDir,
+      '--log-level',
+      'warn',
+      ...(this.opts.flags ?? []),
+    ];
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { ...process.env, VMCP_JWT_SECRET: JWT_SECRET, VMCP_ADMIN_TOKEN: ADMIN_TOKEN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const keep = (line: string): void => {
+      this.stderrTail.push(line);
+      if (this.stderrTail.length > 20) this.stderrTail.shift();
+    };
+    createInterface({ input: child.stdout! }).on('line', keep);
+    createInterface({ input: child.stderr! }).on('line', keep);
+    const until = Date.now() + 30_000;
+    while (Date.now() < until) {
+      if (child.exitCode !== null) break;
+      try {
+        const res = await fetch(`${this.httpUrl}/readyz`);
+        await res.arrayBuffer();
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`gateway did not become ready: ${this.stderrTail.join('\n')}`);
+  }
+
+  /** Graceful stop (SIGTERM: drain), bounded; SIGKILL after `ms`. */
+  async stop(ms = 20_000): Promise<void> {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), ms);
+    await exited;
+    clearTimeout(t);
+  }
+
+  /** Crash: SIGKILL, every connection drops at once. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  cleanup(): void {
+    if (this.ownDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  async api(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: unknown }> {
+    const res = await fetch(`${this.httpUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${ADMIN_TOKEN}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+  }
+}
+
+// ---- simulators as child processes ----
+
+export interface Progress {
+  t: number;
+  at: number;
+  connected: number;
+  connecting: number;
+  sent: number;
+  stored: number;
+  delivered?: number;
+  throttled: number;
+  resent: number;
+  backlog: number;
+  reconnects: number;
+  errors: number;
+  commands: number;
+  sentPerSec: number;
+  storedPerSec: number;
+  deliveredPerSec?: number;
+  p50: number;
+  p99: number;
+  max: number;
+  h: string;
+}
+
+export interface SimSpec {
+  kind: 'vmcp' | 'mqtt';
+  target: string; // host:port
+  vehicles: number;
+  rate: number;
+  durationMs: number;
+  idPrefix: string;
+  batch?: number;
+  keepaliveS?: number;
+  sources?: string;
+  ramp?: number;
+  verifyHttp?: string;
+  subscriber?: boolean;
+  commandTtlMs?: number;
+  extra?: string[];
+}
+
+/** One simulator process: progress lines in, rate changes out, summary at the end. */
+export class SimProc {
+  readonly child: ChildProcess;
+  readonly progress: Progress[] = [];
+  readonly done: Promise<Record<string, unknown>>;
+  private readonly stderrTail: string[] = [];
+
+  constructor(
+    readonly spec: SimSpec,
+    onProgress?: (p: Progress) => void,
+  ) {
+    const common = [
+      '--target',
+      spec.target,
+      '--vehicles',
+      String(spec.vehicles),
+      '--rate',
+      String(spec.rate),
+      '--duration',
+      `${spec.durationMs}ms`,
+      '--id-prefix',
+      spec.idPrefix,
+      '--keepalive',
+      String(spec.keepaliveS ?? 30),
+      '--ramp',
+      String(spec.ramp ?? 2000),
+      '--progress',
+      'json',
+      '--control',
+      'stdin',
+    ];
+    let args: string[];
+    if (spec.kind === 'vmcp') {
+      args = [
+        join(ROOT, 'bin', 'vmcp.js'),
+        'sim',
+        ...common,
+        '--jwt-secret',
+        JWT_SECRET,
+        ...(spec.batch !== undefined && spec.batch > 1 ? ['--batch', String(spec.batch)] : []),
+        ...(spec.sources !== undefined ? ['--sources', spec.sources] : []),
+        ...(spec.verifyHttp !== undefined
+          ? ['--verify', '--http', spec.verifyHttp, '--admin-token', ADMIN_TOKEN]
+          : []),
+        ...(spec.commandTtlMs !== undefined ? ['--command-ttl', `${spec.commandTtlMs}ms`] : []),
+        ...(spec.extra ?? []),
+      ];
+    } else {
+      args = [
+        '--import',
+        'tsx',
+        join(ROOT, 'bench', 'scenarios', 'mqtt-sim.ts'),
+        ...common,
+        ...(spec.subscriber === true ? ['--subscriber'] : []),
+        ...(spec.extra ?? []),
+      ];
+    }
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      if (line.startsWith('{"kind":"vmcp-sim-progress"')) {
+        const p = JSON.parse(line) as Progress;
+        this.progress.push(p);
+        onProgress?.(p);
+      } else {
+        this.stderrTail.push(line);
+        if (this.stderrTail.length > 20) this.stderrTail.shift();
+        process.stderr.write(`[${spec.idPrefix}] ${line}\n`);
+      }
+    });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+    this.done = new Promise((resolve, reject) => {
+      child.on('close', (code) => {
+        const last = out.trim().split('\n').pop() ?? '';
+        try {
+          resolve(JSON.parse(last) as Record<string, unknown>);
+        } catch {
+          reject(
+            new Error(
+              `simulator ${spec.idPrefix} exited ${code} without a summary: ${this.stderrTail.join('\n')}`,
+            ),
+          );
+        }
+      });
+    });
+    // A closed stdin pipe (process gone) must not crash the driver.
+    child.stdin!.on('error', () => undefined);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  setRate(rate: number): void {
+    this.child.stdin!.write(`${JSON.stringify({ rate })}\n`);
+  }
+
+  stop(): void {
+    this.child.stdin!.write(`${JSON.stringify({ stop: true })}\n`);
+  }
+
+  kill(): void {
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+/** Splits `total` vehicles over `parts` processes (as even as possible). */
+export function split(total: number, parts: number): number[] {
+  const base = Math.floor(total / parts);
+  return Array.from({ length: parts }, (_, i) => base + (i < total % parts ? 1 : 0));
+}
+
+// ---- the timeline: one row per second, all simulators and process groups merged ----
+
+export interface TimelineRow {
+  t: number; // s since the scenario started
+  connected: number;
+  sentPerSec: number;
+  storedPerSec: number;
+  deliveredPerSec: number;
+  p50: number;
+  p99: number;
+  backlog: number;
+  throttled: number;
+  gwCpuPct: number;
+  gwRssMb: number;
+  simCpuPct: number;
+  simRssMb: number;
+  /** Cumulative stored (all simulators) and CPU ms of the target at this row. */
+  stored: number;
+  gwCpuMs: number;
+}
+
+/**
+ * Samples the process groups every second and merges the simulators' latest progress lines into a
+ * timeline. Per-second latency percentiles come from the simulators' interval histograms, merged.
+ */
+export class Recorder {
+  readonly rows: TimelineRow[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = Date.now();
+  private prev: { at: number; gw: number; sim: number } | undefined;
+  private readonly pending: Progress[] = [];
+  private readonly latest = new Map<SimProc, Progress>();
+  sims: SimProc[] = [];
+
+  constructor(
+    readonly gateway: ProcGroup,
+    readonly simGroup: ProcGroup,
+  ) {}
+
+  onProgress = (p: Progress): void => {
+    this.pending.push(p);
+  };
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 1000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.sample();
+  }
+
+  private sample(): void {
+    const now = Date.now();
+    const gw = this.gateway.read();
+    const sim = this.simGroup.read();
+    const prev = this.prev;
+    this.prev = { at: now, gw: gw.cpuMs, sim: sim.cpuMs };
+    if (prev === undefined) return;
+    const dt = Math.max(1, now - prev.at);
+    const h = new LatencyHistogram();
+    let sentPerSec = 0;
+    let storedPerSec = 0;
+    let deliveredPerSec = 0;
+    for (const p of this.pending.splice(0)) {
+      h.addEncoded(p.h);
+      sentPerSec += p.sentPerSec;
+      storedPerSec += p.storedPerSec;
+      deliveredPerSec += p.deliveredPerSec ?? 0;
+    }
+    for (const s of this.sims) {
+      const last = s.progress[s.progress.length - 1];
+      if (last !== undefined) this.latest.set(s, last);
+    }
+    let connected = 0;
+    let backlog = 0;
+    let throttled = 0;
+    let stored = 0;
+    for (const p of this.latest.values()) {
+      connected += p.connected;
+      backlog += p.backlog;
+      throttled += p.throttled;
+      stored += p.stored;
+    }
+    this.rows.push({
+      t: Math.round((now - this.started) / 100) / 10,
+      connected,
+      sentPerSec,
+      storedPerSec,
+      deliveredPerSec,
+      p50: h.percentileMs(50),
+      p99: h.percentileMs(99),
+      backlog,
+      throttled,
+      gwCpuPct: Math.round(((gw.cpuMs - prev.gw) / dt) * 1000) / 10,
+      gwRssMb: Math.round(gw.rssKb / 102.4) / 10,
+      simCpuPct: Math.round(((sim.cpuMs - prev.sim) / dt) * 1000) / 10,
+      simRssMb: Math.round(sim.rssKb / 102.4) / 10,
+      stored,
+      gwCpuMs: gw.cpuMs,
+    });
+  }
+
+  /** Epoch ms of the scenario start (row t = 0). */
+  get startedAt(): number {
+    return this.started;
+  }
+}
+
+/** Merged latency of all simulators' progress lines whose epoch `at` lies in [from, to]. */
+export function windowLatency(
+  sims: readonly SimProc[],
+  from: number,
+  to: number,
+): LatencyHistogram {
+  const h = new LatencyHistogram();
+  for (const s of sims)
+    for (const p of s.progress) if (p.at > from && p.at <= to) h.addEncoded(p.h);
+  return h;
+}
+
+/**
+ * Rate per second of a cumulative progress counter (stored, delivered) over epoch [from, to], summed
+ * over the simulators: each from its own progress lines nearest inside the window, so the rate is
+ * exact over the span those lines cover.
+ */
+export function windowRate(
+  sims: readonly SimProc[],
+  from: number,
+  to: number,
+  key: 'stored' | 'delivered' | 'sent',
+): number {
+  let rate = 0;
+  for (const s of sims) {
+    let a: Progress | undefined;
+    let b: Progress | undefined;
+    for (const p of s.progress) {
+      if (p.at >= from && a === undefined) a = p;
+      if (p.at <= to) b = p;
+    }
+    if (a === undefined || b === undefined || b.at <= a.at) continue;
+    rate += (((b[key] ?? 0) - (a[key] ?? 0)) / (b.at - a.at)) * 1000;
+  }
+  return rate;
+}
+
+/** Waits until `cond` holds (polled every 200 ms) or `ms` passes; returns whether it held. */
+export async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (cond()) return true;
+    await sleep(200);
+  }
+  return cond();
+}
+
+export function connectedNow(sims: readonly SimProc[]): number {
+  let n = 0;
+  for (const s of sims) n += s.progress[s.progress.length - 1]?.connected ?? 0;
+  return n;
+}
+
+/** The pid of a running Mosquitto, if any. */
+export function mosquittoPid(): number | undefined {
+  const r = spawnSync('pgrep', ['-x', 'mosquitto'], { encoding: 'utf8' });
+  const pid = Number(r.stdout.trim().split('\n')[0]);
+  return Number.isFinite(pid) && pid > 0 ? pid : undefined;
+}
+
+/** Starts bench/aedes-broker.ts on an ephemeral port. */
+export async function startAedes(): Promise<{
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bench', 'aedes-broker.ts'), '0'],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('aedes did not start in 20 s')), 20_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /^AEDES_PORT (\d+)/.exec(line);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    child.on('exit', () => reject(new Error('aedes exited')));
+  });
+  return {
+    child,
+    port,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** The hottest functions (self time) of a V8 .cpuprofile. */
+export function topFunctions(
+  profilePath: string,
+  n = 15,
+): { fn: string; url: string; selfPct: number }[] {
+  interface Node {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    hitCount?: number;
+  }
+  const prof = JSON.parse(readFileSync(profilePath, 'utf8')) as {
+    nodes: Node[];
+    samples?: number[];
+  };
+  const byId = new Map(prof.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, { url: string; hits: number }>();
+  let total = 0;
+  const count = (node: Node, hits: number): void => {
+    const cf = node.callFrame;
+    const key = `${cf.functionName || '(anonymous)'} ${cf.url.replace(/^.*\/(src|dist|node_modules)\//, '$1/')}:${cf.lineNumber + 1}`;
+    const e = self.get(key) ?? { url: cf.url, hits: 0 };
+    e.hits += hits;
+    self.set(key, e);
+    total += hits;
+  };
+  if (prof.samples !== undefined && prof.samples.length > 0) {
+    const hits = new Map<number, number>();
+    for (const id of prof.samples) hits.set(id, (hits.get(id) ?? 0) + 1);
+    for (const [id, h] of hits) count(byId.get(id)!, h);
+  } else for (const node of prof.nodes) count(node, node.hitCount ?? 0);
+  return [...self.entries()]
+    .sort((a, b) => b[1].hits - a[1].hits)
+    .slice(0, n)
+    .map(([fn, e]) => ({
+      fn,
+      url: e.url,
+      selfPct: Math.round((e.hits / Math.max(1, total)) * 1000) / 10,
+    }));
+}

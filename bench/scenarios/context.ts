@@ -1,0 +1,53 @@
+// What every scenario gets (options, output) and gives back (one result for the report).
+import type { TimelineRow } from './common.js';
+
+export interface BenchOptions {
+  target: string | undefined;
+  targetPid: number | undefined;
+  httpUrl: string | undefined;
+  vehicles: number | undefined;
+  rate: number | undefined;
+  durationMs: number | undefined;
+  batch: number;
+  storeSync: 'full' | 'normal';
+  gateways: number;
+  simsPerShard: number | undefined;
+  holdMs: number;
+  steps: number[] | undefined;
+  stepMs: number;
+  commandRates: number[] | undefined;
+  sustainable: number | undefined;
+  cpuProf: boolean;
+  verify: boolean;
+  gatewayFlags: string[];
+  keepaliveS: number;
+  ramp: number;
+}
+
+export interface ScenarioResult {
+  scenario: string;
+  target: string;
+  targetId: string;
+  startedAt: number;
+  params: Record<string, unknown>;
+  figures: Record<string, unknown>;
+  timeline: TimelineRow[];
+  steps?: Record<string, unknown>[];
+  /** [percentile, ms] of send → ack over the measured window. */
+  latencyCurve?: [number, number][];
+  notes: string[];
+}
+
+export type Emit = (record: Record<string, unknown>) => void;
+
+export interface ScenarioContext {
+  opts: BenchOptions;
+  emit: Emit;
+  /** Where a gateway CPU profile goes when --cpu-prof is given. */
+  profileDir: string;
+}
+
+export function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

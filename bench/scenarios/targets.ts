@@ -1,0 +1,203 @@
+// What the bench drives: gateways it starts itself (one, or several for scale-out), a gateway given
+// by --target, an MQTT broker given by --target mqtt://host:port (Mosquitto), or an Aedes it starts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  GatewayProc,
+  ProcGroup,
+  ROOT,
+  SimProc,
+  mosquittoPid,
+  split,
+  startAedes,
+  type Progress,
+  type SimSpec,
+} from './common.js';
+
+export interface Target {
+  kind: 'vmcp' | 'mqtt';
+  /** Human name with version, e.g. "vmcp gateway (store-sync full)", "mosquitto 2.0.11". */
+  name: string;
+  /** Short id for file names and JSON. */
+  id: string;
+  /** One vehicle endpoint (host:port) per shard. */
+  endpoints: string[];
+  /** HTTP API per shard (vmcp targets). */
+  http: (string | undefined)[];
+  /** The target's processes (CPU and RSS sampled apart from the simulators'). */
+  group: ProcGroup;
+  /** Gateways this bench started (restartable for the reconnect storm). */
+  gateways: GatewayProc[];
+  close(): Promise<void>;
+}
+
+export interface TargetOptions {
+  /** --target: undefined (start gateways), host:port, mqtt://host:port, or "aedes". */
+  target: string | undefined;
+  /** Gateways to start (scale-out: independent gateway processes, each with its own store). */
+  shards: number;
+  /** Extra `vmcp serve` flags (e.g. --store-sync normal). */
+  gatewayFlags: string[];
+  cpuProfDir?: string | undefined;
+  /** --target-pid: the external target's pid for CPU sampling. */
+  targetPid?: number | undefined;
+  httpUrl?: string | undefined;
+}
+
+function pkgVersion(name: string): string {
+  try {
+    const p = JSON.parse(
+      readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8'),
+    ) as {
+      version: string;
+    };
+    return p.version;
+  } catch {
+    return '?';
+  }
+}
+
+function mosquittoVersion(): string {
+  const r = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' });
+  return /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '?';
+}
+
+export async function openTarget(o: TargetOptions): Promise<Target> {
+  const group = new ProcGroup('target');
+  const t = o.target;
+  if (t === 'aedes') {
+    const aedes = await startAedes();
+    group.add(aedes.child.pid);
+    return {
+      kind: 'mqtt',
+      name: `aedes ${pkgVersion('aedes')} (in-memory, defaults)`,
+      id: 'aedes',
+      endpoints: [`127.0.0.1:${aedes.port}`],
+      http: [undefined],
+      group,
+      gateways: [],
+      close: () => aedes.stop(),
+    };
+  }
+  if (t !== undefined && t.startsWith('mqtt://')) {
+    const hp = t.slice('mqtt://'.length).replace(/\/.*$/, '');
+    const pid = o.targetPid ?? (hp.endsWith(':1883') ? mosquittoPid() : undefined);
+    group.add(pid);
+    return {
+      kind: 'mqtt',
+      name: hp.endsWith(':1883')
+        ? `mosquitto ${mosquittoVersion()} (system service)`
+        : `mqtt ${hp}`,
+      id: hp.endsWith(':1883') ? 'mosquitto' : 'mqtt',
+      endpoints: [hp],
+      http: [undefined],
+      group,
+      gateways: [],
+      close: async () => undefined,
+    };
+  }
+  if (t !== undefined) {
+    group.add(o.targetPid);
+    return {
+      kind: 'vmcp',
+      name: `vmcp gateway at ${t}`,
+      id: 'gateway-external',
+      endpoints: [t],
+      http: [o.httpUrl],
+      group,
+      gateways: [],
+      close: async () => undefined,
+    };
+  }
+  const gateways: GatewayProc[] = [];
+  try {
+    for (let i = 0; i < o.shards; i++) {
+      const g = new GatewayProc({
+        flags: o.gatewayFlags,
+        cpuProfDir: o.cpuProfDir,
+      });
+      await g.start();
+      gateways.push(g);
+      group.add(g.pid);
+    }
+  } catch (err) {
+    for (const g of gateways) await g.stop();
+    throw err;
+  }
+  const sync = o.gatewayFlags.includes('normal') ? 'normal' : 'full';
+  return {
+    kind: 'vmcp',
+    name: `vmcp gateway ×${o.shards} (store-sync ${sync})`,
+    id: o.shards > 1 ? `gateway-x${o.shards}` : `gateway-${sync}`,
+    endpoints: gateways.map((g) => `127.0.0.1:${g.port}`),
+    http: gateways.map((g) => g.httpUrl),
+    group,
+    gateways,
+    async close() {
+      for (const g of gateways) {
+        await g.stop();
+        g.cleanup();
+      }
+    },
+  };
+}
+
+export interface FleetSpec {
+  vehicles: number;
+  rate: number;
+  durationMs: number;
+  batch?: number;
+  keepaliveS?: number;
+  /** Simulator processes per shard (default: enough for ≤ 19,000 vehicles each). */
+  procsPerShard?: number;
+  verify?: boolean;
+  commandTtlMs?: number;
+  ramp?: number;
+  extra?: string[];
+  prefix?: string;
+}
+
+/** At most this many vehicles per simulator process (20,000 open files per process). */
+export const MAX_PER_PROCESS = 19_000;
+
+/** Starts the simulators for a fleet spread over the target's shards. */
+export function startFleet(
+  target: Target,
+  spec: FleetSpec,
+  simGroup: ProcGroup,
+  onProgress: (p: Progress) => void,
+): SimProc[] {
+  const shards = target.endpoints.length;
+  const perShard = split(spec.vehicles, shards);
+  const sims: SimProc[] = [];
+  let n = 0;
+  perShard.forEach((count, shard) => {
+    const procs = spec.procsPerShard ?? Math.max(1, Math.ceil(count / MAX_PER_PROCESS));
+    for (const c of split(count, procs)) {
+      if (c === 0) continue;
+      const s: SimSpec = {
+        kind: target.kind,
+        target: target.endpoints[shard]!,
+        vehicles: c,
+        rate: spec.rate,
+        durationMs: spec.durationMs,
+        idPrefix: `${spec.prefix ?? 'B'}${n}-`,
+        batch: spec.batch,
+        keepaliveS: spec.keepaliveS,
+        // Source addresses 127.0.0.1–50: past the ~28k ephemeral ports of one address.
+        sources: target.kind === 'vmcp' ? '127.0.0.1-127.0.0.50' : undefined,
+        ramp: spec.ramp,
+        verifyHttp: spec.verify === true ? target.http[shard] : undefined,
+        subscriber: target.kind === 'mqtt' && n === 0,
+        commandTtlMs: spec.commandTtlMs,
+        extra: spec.extra,
+      };
+      const sim = new SimProc(s, onProgress);
+      simGroup.add(sim.pid);
+      sims.push(sim);
+      n++;
+    }
+  });
+  return sims;
+}

@@ -1,0 +1,268 @@
+// Scenario 2, steady uplink: N vehicles × R msgs/s for a duration; send → ack latency (HDR), throughput,
+// the target's CPU per acked message, and loss = sent − stored checked against the store (gateway).
+// Also the overload check: twice the sustainable rate with the per-vehicle limit at the sustainable one.
+import { LatencyHistogram } from '../../src/sim/histogram.js';
+import {
+  ProcGroup,
+  Recorder,
+  connectedNow,
+  sleep,
+  waitFor,
+  windowLatency,
+  windowRate,
+  type SimProc,
+} from './common.js';
+import { round, type ScenarioContext, type ScenarioResult } from './context.js';
+import { openTarget, startFleet, type Target } from './targets.js';
+
+interface StoreCheck {
+  loss: number;
+  lostAcked: number;
+  disorder: number;
+  extra: number;
+  records: number;
+  checked: boolean;
+}
+
+export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
+  const r: StoreCheck = {
+    loss: 0,
+    lostAcked: 0,
+    disorder: 0,
+    extra: 0,
+    records: 0,
+    checked: false,
+  };
+  for (const s of summaries) {
+    const st = s.store as StoreCheck | undefined;
+    if (st === undefined) continue;
+    r.checked = true;
+    r.loss += st.loss;
+    r.lostAcked += st.lostAcked;
+    r.disorder += st.disorder;
+    r.extra += st.extra;
+    r.records += st.records;
+  }
+  return r;
+}
+
+/** Error counts by kind, summed over the simulators. */
+export function errorKinds(summaries: Record<string, unknown>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of summaries)
+    for (const [k, v] of Object.entries((s.errors ?? {}) as Record<string, number>))
+      out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+export function sumUplink(summaries: Record<string, unknown>[], key: string): number {
+  let n = 0;
+  for (const s of summaries) n += ((s.uplink as Record<string, number>)[key] ?? 0) as number;
+  return n;
+}
+
+export function mergedHistogram(summaries: Record<string, unknown>[]): LatencyHistogram {
+  const h = new LatencyHistogram();
+  for (const s of summaries) h.addEncoded(s.histogram as string);
+  return h;
+}
+
+export interface SteadyRun {
+  target: Target;
+  rec: Recorder;
+  sims: SimProc[];
+  summaries: Record<string, unknown>[];
+  windowFrom: number;
+  windowTo: number;
+  figures: Record<string, unknown>;
+  curve: [number, number][];
+  notes: string[];
+}
+
+/** Runs one steady fleet against an open target and measures over the window after the ramp. */
+export async function steady(
+  ctx: ScenarioContext,
+  target: Target,
+  vehicles: number,
+  rate: number,
+  durationMs: number,
+  batch: number,
+): Promise<SteadyRun> {
+  const o = ctx.opts;
+  const simGroup = new ProcGroup('sim');
+  const rec = new Recorder(target.group, simGroup);
+  const notes: string[] = [];
+  rec.start();
+  const sims = startFleet(
+    target,
+    {
+      vehicles,
+      rate,
+      durationMs,
+      batch,
+      keepaliveS: o.keepaliveS,
+      ramp: o.ramp,
+      verify: o.verify && target.kind === 'vmcp',
+      procsPerShard: o.simsPerShard,
+    },
+    simGroup,
+    rec.onProgress,
+  );
+  rec.sims = sims;
+  const started = Date.now();
+  const all = await waitFor(() => connectedNow(sims) >= vehicles, Math.min(durationMs, 60_000));
+  if (!all) notes.push(`only ${connectedNow(sims)} of ${vehicles} connected before the window`);
+  await sleep(3_000); // the first samples' acks and the phase spread settle
+  const windowFrom = Date.now();
+  const sendEnd = started + durationMs;
+  const cpu0 = target.group.read();
+  const sim0 = simGroup.read();
+  await sleep(Math.max(1_000, sendEnd - 1_000 - Date.now()));
+  const windowTo = Date.now();
+  const cpu1 = target.group.read();
+  const sim1 = simGroup.read();
+  const summaries = await Promise.all(sims.map((s) => s.done));
+  rec.stop();
+  const winMs = windowTo - windowFrom;
+  const ackedRate = windowRate(sims, windowFrom, windowTo, 'stored');
+  const stored = (ackedRate * winMs) / 1000;
+  const deliveredRate = windowRate(sims, windowFrom, windowTo, 'delivered');
+  const lat = windowLatency(sims, windowFrom, windowTo).summary();
+  const all2 = mergedHistogram(summaries);
+  const check = storeCheck(summaries);
+  const targetCpuMs = cpu1.cpuMs - cpu0.cpuMs;
+  const simCpuMs = sim1.cpuMs - sim0.cpuMs;
+  const errors = summaries.reduce((a, s) => a + (s.errorsTotal as number), 0);
+  const figures: Record<string, unknown> = {
+    vehicles,
+    ratePerVehicle: rate,
+    batch,
+    offeredPerSec: Math.round(vehicles * rate),
+    ackedPerSec: Math.round(ackedRate),
+    latencyMs: lat,
+    latencyWholeRunMs: all2.summary(),
+    targetCpuPct: round((targetCpuMs / winMs) * 100),
+    simCpuPct: round((simCpuMs / winMs) * 100),
+    cpuUsPerAck: stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null,
+    targetRssMb: round(cpu1.rssKb / 1024),
+    simRssMb: round(sim1.rssKb / 1024),
+    sent: sumUplink(summaries, 'sent'),
+    acked: sumUplink(summaries, 'stored'),
+    throttled: sumUplink(summaries, 'throttled'),
+    resent: sumUplink(summaries, 'resent'),
+    unackedAtEnd: sumUplink(summaries, 'unacked'),
+    errors,
+    errorKinds: errorKinds(summaries),
+    windowSeconds: round(winMs / 1000),
+  };
+  if (target.kind === 'mqtt') {
+    figures.deliveredPerSec = Math.round(deliveredRate);
+    figures.delivered = sumUplink(summaries, 'delivered');
+    figures.cpuUsPerAck = stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null;
+  } else {
+    figures.store = check;
+  }
+  return {
+    target,
+    rec,
+    sims,
+    summaries,
+    windowFrom,
+    windowTo,
+    figures,
+    curve: all2.curve(),
+    notes,
+  };
+}
+
+export async function uplink(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const o = ctx.opts;
+  const vehicles = o.vehicles ?? 1_000;
+  const rate = o.rate ?? 10;
+  const durationMs = o.durationMs ?? 40_000;
+  const target = await openTarget({
+    target: o.target,
+    shards: o.target === undefined ? o.gateways : 1,
+    gatewayFlags: o.gatewayFlags,
+    targetPid: o.targetPid,
+    httpUrl: o.httpUrl,
+    cpuProfDir: o.cpuProf ? ctx.profileDir : undefined,
+  });
+  try {
+    const run = await steady(ctx, target, vehicles, rate, durationMs, o.batch);
+    return {
+      scenario: 'uplink',
+      target: target.name,
+      targetId: target.id,
+      startedAt: run.rec.startedAt,
+      params: { vehicles, rate, batch: o.batch, durationMs, storeSync: o.storeSync },
+      figures: run.figures,
+      timeline: run.rec.rows,
+      latencyCurve: run.curve,
+      notes: run.notes,
+    };
+  } finally {
+    await target.close();
+  }
+}
+
+/**
+ * Overload: the per-vehicle rate limit at the sustainable rate S/N, and every vehicle offering twice
+ * that. The gateway must stay up, answer THROTTLED, keep p99 of accepted messages bounded and lose
+ * nothing acked.
+ */
+export async function overload(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const o = ctx.opts;
+  const vehicles = o.vehicles ?? 1_000;
+  const sustainable = o.sustainable ?? 20_000;
+  const limit = Math.max(1, Math.round(sustainable / vehicles));
+  const durationMs = o.durationMs ?? 30_000;
+  const target = await openTarget({
+    target: undefined,
+    shards: 1,
+    gatewayFlags: [
+      ...o.gatewayFlags,
+      '--uplink-rate-per-sec',
+      String(limit),
+      '--uplink-burst',
+      String(limit * 2),
+    ],
+  });
+  try {
+    const run = await steady(ctx, target, vehicles, limit * 2, durationMs, o.batch);
+    const gw = target.gateways[0]!;
+    let alive = false;
+    try {
+      const res = await fetch(`${gw.httpUrl}/healthz`);
+      alive = res.status === 200;
+      await res.arrayBuffer();
+    } catch {
+      alive = false;
+    }
+    const throttledPerSec = Math.round(
+      (Number(run.figures.throttled) / Math.max(1, (run.windowTo - run.windowFrom) / 1000)) * 1,
+    );
+    return {
+      scenario: 'overload',
+      target: target.name,
+      targetId: target.id,
+      startedAt: run.rec.startedAt,
+      params: {
+        vehicles,
+        sustainable,
+        perVehicleLimit: limit,
+        offeredPerVehicle: limit * 2,
+        durationMs,
+      },
+      figures: { ...run.figures, gatewayAlive: alive, throttledPerSec },
+      timeline: run.rec.rows,
+      latencyCurve: run.curve,
+      notes: [
+        ...run.notes,
+        `gateway configured with --uplink-rate-per-sec ${limit} --uplink-burst ${limit * 2}; vehicles offer ${limit * 2}/s each`,
+      ],
+    };
+  } finally {
+    await target.close();
+  }
+}

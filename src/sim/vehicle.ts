@@ -1,0 +1,689 @@
+// One simulated vehicle speaking raw VMCP with the codec: CONNECT, uplink with the seq/ack/resend
+// rules of PROTOCOL.md 3.2, keepalive (2.4), reconnect with backoff (7), commands and sensor reads (4).
+// Lean on purpose (no timers, no promises per vehicle): the fleet's one loop drives every vehicle.
+import { connect as netConnect, type Socket } from 'node:net';
+import {
+  AckStatus,
+  ByteWriter,
+  Cmd,
+  CommandResult,
+  ConnackStatus,
+  DISCONNECT_REASON_NAMES,
+  DisconnectReason,
+  FrameDecoder,
+  MAX_VERSION,
+  MIN_VERSION,
+  MessageAssembler,
+  SensorStatus,
+  UplinkTag,
+  decodeCommand,
+  decodeConnack,
+  decodeDisconnect,
+  decodeError,
+  decodeSensorRead,
+  encodeCommandAck,
+  encodeConnect,
+  encodeDisconnect,
+  encodeMessage,
+  encodedLength,
+  readU32,
+  writeMessage,
+  writeTelemetrySample,
+  writeU16,
+  writeU32,
+  writeU64,
+  type MessageSink,
+} from '../protocol/index.js';
+import { VehicleMotion, hashSeed } from './motion.js';
+import { bump, type SimStats } from './stats.js';
+
+/** What every vehicle shares: options, counters and the fleet's switches. */
+export interface VehicleContext {
+  readonly host: string;
+  readonly port: number;
+  readonly stats: SimStats;
+  readonly keepaliveS: number;
+  /** 1: TELEMETRY; K > 1: TELEMETRY_BATCH of K samples (version 2). */
+  readonly batch: number;
+  /** Samples sent and not yet acked, at most. */
+  readonly window: number;
+  /** Unacked samples kept per vehicle, at most (the outbox bound: new samples are skipped beyond it). */
+  readonly maxBacklog: number;
+  readonly backoffBaseMs: number;
+  readonly backoffCapMs: number;
+  /** TTL the API was given for commands, to derive their accept time from EXPIRES_AT (0: unknown). */
+  readonly commandTtlMs: number;
+  readonly seed: number;
+  /** Samples per second per vehicle, now (0: idle, keepalive only). */
+  rate: number;
+  /** False once the run's duration is over: no new samples. */
+  generating: boolean;
+  /** True when the run ends: no reconnects. */
+  stopping: boolean;
+  /** Credentials for a CONNECT: a token (minted or issued at registration) or the registered secret. */
+  credentials(v: SimVehicle): { token?: string | undefined; credential?: Uint8Array | undefined };
+}
+
+const SOCKET_HIGH_WATER = 64 * 1024;
+const CONNECT_TIMEOUT_MS = 15_000;
+const SESSION_RESETS_BACKOFF_MS = 60_000; // 7: the attempt count resets after a 60 s session
+const PING_MISSES = 3;
+const CLIENT_INFO = 'vmcp-sim/1';
+
+/** idle → connecting → connected → (closing) → waiting → connecting …; stopped at the end of the run. */
+type State = 'idle' | 'connecting' | 'connected' | 'closing' | 'waiting' | 'stopped';
+
+/** One uplink sample kept until it is consumed (its TLVs, without SEQ). */
+interface Sample {
+  seq: number;
+  code: number; // Cmd.TELEMETRY or Cmd.EVENT
+  body: Uint8Array;
+  /** performance.now() of the first transmission (0: not sent yet). */
+  sentAt: number;
+}
+
+const kVehicle = Symbol('vmcp.sim.vehicle');
+type Tagged = Socket & { [kVehicle]?: SimVehicle };
+
+function onSocketConnect(this: Tagged): void {
+  this[kVehicle]?.socketConnected();
+}
+function onSocketData(this: Tagged, chunk: Buffer): void {
+  this[kVehicle]?.received(chunk);
+}
+function onSocketError(this: Tagged, err: NodeJS.ErrnoException): void {
+  this[kVehicle]?.socketError(err);
+}
+function onSocketClose(this: Tagged): void {
+  this[kVehicle]?.socketClosed(this);
+}
+
+/** Scratch space for building message DATA and frames: one vehicle writes at a time. */
+const scratch = new Uint8Array(64 * 1024);
+const frames = Buffer.allocUnsafe(256 * 1024);
+
+export class SimVehicle implements MessageSink {
+  state: State = 'idle';
+  /** performance.now() at or after which the next connect may start. */
+  reconnectAt = 0;
+  /** Token issued at registration (CONNACK TOKEN), used for later CONNECTs. */
+  issuedToken: string | undefined;
+  /** First seq of this run, and the highest seq known consumed and sent. */
+  baseSeq = 0;
+  ackedThrough = 0;
+  sentThrough = 0;
+
+  private socket: Tagged | null = null;
+  private decoder: FrameDecoder | null = null;
+  private motion: VehicleMotion | null = null;
+  private attempt = 0;
+  private connectStartedAt = 0;
+  private connectedAt = 0;
+  private retryAfterMs = -1;
+  private everConnected = false;
+  /** Samples per TELEMETRY_BATCH on this session (1 when version 1 was negotiated). */
+  private sessionBatch = 1;
+
+  // Uplink outbox: samples[head, length) are unconsumed, in seq order; [head, sendPos) were sent
+  // on this connection and are waiting for their ack.
+  private samples: Sample[] = [];
+  private head = 0;
+  private sendPos = 0;
+  private nextSeq = 1;
+  private nextSampleAt = 0;
+  /** The seq we last rewound to: pipelined OUT_OF_ORDER answers carrying it are ignored. */
+  private rewindSeq = 0;
+  private pauseUntil = 0;
+  /** Resend after reconnect: the last seq pending at CONNACK; done when acked (0: none). */
+  private resyncSeq = 0;
+
+  // Keepalive (2.4)
+  private lastTxAt = 0;
+  private pingSentAt = 0;
+  private misses = 0;
+
+  // Commands (4.1, 4.2): highest seq finished, and recent results for redelivery.
+  private lastCommandSeq = 0;
+  private results: Map<number, number> | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly index: number,
+    private readonly ctx: VehicleContext,
+    private readonly localAddress: string | undefined,
+  ) {}
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  /** Unconsumed samples in the outbox. */
+  get backlog(): number {
+    return this.samples.length - this.head;
+  }
+
+  /** Motion state (for tests and sensor reads). */
+  get vehicleMotion(): VehicleMotion | null {
+    return this.motion;
+  }
+
+  // ---- connection ----
+
+  /** Starts a TCP connection (the fleet decides when). */
+  startConnect(now: number): void {
+    const st = this.ctx.stats;
+    this.state = 'connecting';
+    this.connectStartedAt = now;
+    this.retryAfterMs = -1;
+    st.connectAttempts++;
+    st.connecting++;
+    let sock: Tagged;
+    try {
+      sock = netConnect({
+        host: this.ctx.host,
+        port: this.ctx.port,
+        localAddress: this.localAddress,
+        noDelay: true,
+      }) as Tagged;
+    } catch (err) {
+      st.connecting--;
+      st.error((err as NodeJS.ErrnoException).code ?? 'connect_throw');
+      this.scheduleReconnect(now);
+      return;
+    }
+    sock[kVehicle] = this;
+    sock.on('connect', onSocketConnect);
+    sock.on('data', onSocketData);
+    sock.on('error', onSocketError);
+    sock.on('close', onSocketClose);
+    this.socket = sock;
+    const assembler = new MessageAssembler(this, 65_536);
+    this.decoder = new FrameDecoder(assembler);
+  }
+
+  socketConnected(): void {
+    const creds = this.ctx.credentials(this);
+    const data = encodeConnect({
+      versionMin: MIN_VERSION,
+      versionMax: MAX_VERSION,
+      vehicleId: this.id,
+      token: creds.token,
+      credential: creds.token === undefined ? creds.credential : undefined,
+      keepalive: this.ctx.keepaliveS,
+      lastCommandSeq: this.lastCommandSeq,
+      clientInfo: CLIENT_INFO,
+    });
+    this.write(encodeMessage(Cmd.CONNECT, data));
+  }
+
+  received(chunk: Buffer): void {
+    this.decoder?.push(chunk);
+  }
+
+  socketError(err: NodeJS.ErrnoException): void {
+    this.ctx.stats.error(err.code ?? 'socket_error');
+  }
+
+  socketClosed(sock: Tagged): void {
+    sock.off('data', onSocketData);
+    delete sock[kVehicle];
+    if (sock !== this.socket) return;
+    this.socket = null;
+    this.decoder = null;
+    const st = this.ctx.stats;
+    const now = performance.now();
+    if (this.state === 'connecting') st.connecting--;
+    if (this.state === 'connected') {
+      st.connected--;
+      if (now - this.connectedAt >= SESSION_RESETS_BACKOFF_MS) this.attempt = 0;
+    }
+    if (this.ctx.stopping) {
+      this.state = 'stopped';
+      return;
+    }
+    this.scheduleReconnect(now);
+  }
+
+  private scheduleReconnect(now: number): void {
+    const ctx = this.ctx;
+    let delay: number;
+    if (this.retryAfterMs >= 0) {
+      // RETRY_AFTER_MS is honoured; a little spread keeps a whole fleet from returning in one tick.
+      delay = this.retryAfterMs * (1 + 0.25 * Math.random());
+    } else {
+      const exp = Math.min(ctx.backoffCapMs, ctx.backoffBaseMs * 2 ** Math.min(this.attempt, 20));
+      delay = exp * (0.5 + 0.5 * Math.random());
+    }
+    this.attempt++;
+    this.state = 'waiting';
+    this.reconnectAt = now + delay;
+  }
+
+  /** Ends the session with DISCONNECT NORMAL (end of the run). */
+  disconnect(): void {
+    const sock = this.socket;
+    if (sock === null) {
+      this.state = 'stopped';
+      return;
+    }
+    if (this.state === 'connected')
+      this.write(
+        encodeMessage(Cmd.DISCONNECT, encodeDisconnect({ reason: DisconnectReason.NORMAL })),
+      );
+    sock.end();
+  }
+
+  /** Destroys the socket at once (bounded shutdown). */
+  destroy(): void {
+    this.socket?.destroy();
+  }
+
+  private write(bytes: Uint8Array): void {
+    const sock = this.socket;
+    if (sock === null || sock.destroyed) return;
+    sock.write(bytes);
+    this.lastTxAt = performance.now();
+  }
+
+  // ---- messages from the gateway ----
+
+  onMessage(code: number, data: Uint8Array): void {
+    try {
+      switch (code) {
+        case Cmd.UPLINK_ACK:
+          if (data.length >= 5) this.onAck(readU32(data, 0), data[4]!);
+          return;
+        case Cmd.CONNACK:
+          return this.onConnack(data);
+        case Cmd.COMMAND:
+          return this.onCommand(data);
+        case Cmd.SENSOR_READ:
+          return this.onSensorRead(data);
+        case Cmd.PING:
+          this.write(encodeMessage(Cmd.PONG, data.slice(0, 8)));
+          return;
+        case Cmd.PONG:
+          this.ctx.stats.pongs++;
+          this.pingSentAt = 0;
+          this.misses = 0;
+          return;
+        case Cmd.DISCONNECT: {
+          const d = decodeDisconnect(data);
+          bump(this.ctx.stats.disconnects, DISCONNECT_REASON_NAMES[d.reason] ?? `0x${d.reason}`);
+          if (d.retryAfterMs !== undefined) this.retryAfterMs = d.retryAfterMs;
+          if (d.redirect !== undefined) this.ctx.stats.redirects++;
+          return;
+        }
+        case Cmd.ERROR: {
+          const e = decodeError(data);
+          this.ctx.stats.error(`ERROR_${e.code}_0x${e.refCmd.toString(16)}`);
+          return;
+        }
+        default:
+          return;
+      }
+    } catch {
+      this.ctx.stats.error(`bad_${code.toString(16)}`);
+    }
+  }
+
+  onBrokenRun(): void {
+    this.ctx.stats.error('broken_run');
+  }
+  onTooLarge(): void {
+    this.ctx.stats.error('too_large');
+  }
+  onBadFrame(): void {
+    this.ctx.stats.error('bad_crc');
+  }
+  onGarbage(): void {
+    this.ctx.stats.error('garbage');
+  }
+
+  private onConnack(data: Uint8Array): void {
+    const st = this.ctx.stats;
+    const ack = decodeConnack(data);
+    if (this.state !== 'connecting') return;
+    st.connecting--;
+    const now = performance.now();
+    if (ack.status !== ConnackStatus.ACCEPTED) {
+      bump(st.refused, CONNACK_NAMES[ack.status] ?? String(ack.status));
+      if (ack.retryAfterMs !== undefined) this.retryAfterMs = ack.retryAfterMs;
+      if (ack.redirect !== undefined) st.redirects++;
+      if (ack.status === ConnackStatus.BAD_CREDENTIALS) this.issuedToken = undefined;
+      this.state = 'closing'; // the gateway closes; socketClosed schedules the retry
+      return;
+    }
+    st.accepted++;
+    st.connect.recordMs(now - this.connectStartedAt);
+    if (ack.token !== undefined) this.issuedToken = ack.token;
+    this.state = 'connected';
+    this.sessionBatch = ack.version >= 2 ? this.ctx.batch : 1;
+    this.connectedAt = now;
+    this.lastTxAt = now;
+    this.pingSentAt = 0;
+    this.misses = 0;
+    st.connected++;
+    if (st.connected > st.peakConnected) st.peakConnected = st.connected;
+    const next = ack.nextUplinkSeq ?? 1;
+    if (!this.everConnected) {
+      // First session of this run: continue the vehicle's seq where the gateway has it.
+      this.everConnected = true;
+      this.nextSeq = next;
+      this.baseSeq = next;
+      this.ackedThrough = next - 1;
+      this.sentThrough = next - 1;
+      this.motion = new VehicleMotion(hashSeed(this.id, this.ctx.seed), Date.now());
+      this.nextSampleAt = now + this.phase();
+    } else {
+      st.reconnects++;
+      st.lastReconnectAt = Date.now();
+      // 3.2/7: seqs below NEXT_UPLINK_SEQ are consumed (their ack was lost); resend the rest.
+      this.consumeThrough(next - 1, now, 'resume');
+      if (next > this.nextSeq) st.error('next_seq_ahead');
+      this.resyncSeq = this.nextSeq - 1 > next - 1 ? this.nextSeq - 1 : 0;
+      if (this.resyncSeq === 0) st.lastResyncAt = Date.now();
+    }
+    this.sendPos = this.head;
+    this.rewindSeq = next;
+    this.pauseUntil = 0;
+  }
+
+  /** Spreads the first sample over one interval so a ramped fleet does not send in lockstep. */
+  private phase(): number {
+    const rate = this.ctx.rate;
+    return rate > 0 ? (1000 / rate) * ((this.index * 0.618_034) % 1) : 0;
+  }
+
+  private onAck(seq: number, status: number): void {
+    const st = this.ctx.stats;
+    const now = performance.now();
+    switch (status) {
+      case AckStatus.STORED:
+        this.consumeThrough(seq, now, 'stored');
+        return;
+      case AckStatus.DUPLICATE:
+        st.duplicates++;
+        this.consumeThrough(seq, now, 'resume');
+        return;
+      case AckStatus.REJECTED:
+      case AckStatus.FORBIDDEN:
+        st.error(status === AckStatus.REJECTED ? 'ack_rejected' : 'ack_forbidden');
+        this.consumeThrough(seq, now, 'rejected');
+        return;
+      case AckStatus.THROTTLED:
+        st.throttled++;
+        // 3.2: not consumed; wait at least 1 s, then resend from the throttled seq.
+        this.pauseUntil = now + 1000 + Math.random() * 250;
+        this.rewind(seq);
+        return;
+      case AckStatus.OUT_OF_ORDER:
+        st.outOfOrder++;
+        if (seq !== this.rewindSeq) this.rewind(seq);
+        return;
+      default:
+        st.error(`ack_status_${status}`);
+    }
+  }
+
+  /**
+   * Drops samples up to `seq` from the outbox: consumed by the gateway, as STORED (acked now), as
+   * found on resume (NEXT_UPLINK_SEQ or DUPLICATE: stored earlier, the ack was lost) or REJECTED.
+   */
+  private consumeThrough(seq: number, now: number, how: 'stored' | 'resume' | 'rejected'): void {
+    const st = this.ctx.stats;
+    const samples = this.samples;
+    let h = this.head;
+    while (h < samples.length && samples[h]!.seq <= seq) {
+      const s = samples[h]!;
+      if (how === 'stored') {
+        st.stored++;
+        if (s.sentAt > 0) st.recordAck(now - s.sentAt);
+      } else if (how === 'resume') st.storedOnResume++;
+      else st.rejected++;
+      h++;
+    }
+    this.head = h;
+    if (this.sendPos < h) this.sendPos = h;
+    if (seq > this.ackedThrough) this.ackedThrough = seq;
+    if (this.resyncSeq !== 0 && this.ackedThrough >= this.resyncSeq) {
+      this.resyncSeq = 0;
+      st.lastResyncAt = Date.now();
+    }
+    // Compact now and then so the array does not grow for ever.
+    if (h > 1024 && h * 2 > samples.length) {
+      this.samples = samples.slice(h);
+      this.sendPos -= h;
+      this.head = 0;
+    }
+  }
+
+  private rewind(seq: number): void {
+    this.rewindSeq = seq;
+    const samples = this.samples;
+    if (this.head >= samples.length) return;
+    const first = samples[this.head]!.seq;
+    if (seq < first) {
+      // The gateway expects a seq we hold as consumed: it lost what it acked.
+      this.ctx.stats.error('ack_regression');
+      this.sendPos = this.head;
+      return;
+    }
+    this.sendPos = Math.min(samples.length, this.head + (seq - first));
+  }
+
+  private onCommand(data: Uint8Array): void {
+    const st = this.ctx.stats;
+    const cmd = decodeCommand(data);
+    st.commands++;
+    const nowEpoch = Date.now();
+    const results = (this.results ??= new Map());
+    let result = results.get(cmd.seq);
+    if (result !== undefined || cmd.seq <= this.lastCommandSeq) {
+      // 4.2: executed at most once; a redelivered command answers the recorded result.
+      st.commandsRedelivered++;
+      result ??= CommandResult.SUCCEEDED;
+    } else {
+      const ttl = this.ctx.commandTtlMs;
+      if (ttl > 0) {
+        const acceptedAt = cmd.expiresAt - ttl;
+        if (acceptedAt <= nowEpoch + 1000)
+          st.commandDelivery.recordMs(Math.max(0, nowEpoch - acceptedAt));
+      }
+      result = nowEpoch > cmd.expiresAt ? CommandResult.EXPIRED : CommandResult.SUCCEEDED;
+      if (result === CommandResult.EXPIRED) st.commandsExpired++;
+      results.set(cmd.seq, result);
+      if (results.size > 32) results.delete(results.keys().next().value!);
+      if (cmd.seq > this.lastCommandSeq) this.lastCommandSeq = cmd.seq;
+    }
+    const payload =
+      result === CommandResult.SUCCEEDED
+        ? new TextEncoder().encode(`{"ok":true,"name":${JSON.stringify(cmd.name)}}`)
+        : undefined;
+    this.write(
+      encodeMessage(
+        Cmd.COMMAND_ACK,
+        encodeCommandAck({ seq: cmd.seq, result, resultPayload: payload }),
+      ),
+    );
+  }
+
+  private onSensorRead(data: Uint8Array): void {
+    const r = decodeSensorRead(data);
+    this.ctx.stats.sensorReads++;
+    const m = this.motion;
+    let status: number = SensorStatus.OK;
+    let value: Uint8Array;
+    switch (r.channel) {
+      case 1: // speed, 0.1 km/h
+        value = new Uint8Array(2);
+        writeU16(value, 0, Math.round((m?.speed ?? 0) * 36));
+        break;
+      case 2: // state of charge / fuel, percent
+        value = Uint8Array.of(Math.round(Math.max(0, Math.min(100, m?.energyPct ?? 0))));
+        break;
+      case 3: // odometer, 0.1 km
+        value = new Uint8Array(4);
+        writeU32(value, 0, Math.round((m?.odometerKm ?? 0) * 10));
+        break;
+      case 4: // cabin temperature, 0.1 °C
+        value = new Uint8Array(2);
+        writeU16(value, 0, 215);
+        break;
+      default:
+        status = SensorStatus.NO_SUCH_CHANNEL;
+        value = new Uint8Array(0);
+    }
+    const out = new Uint8Array(3 + value.length);
+    out[0] = r.channel;
+    out[1] = r.tag;
+    out[2] = status;
+    out.set(value, 3);
+    this.write(encodeMessage(Cmd.SENSOR_DATA, out));
+  }
+
+  // ---- the fleet's loop ----
+
+  /** Generates due samples and sends what the window allows; keepalive. `now` is performance.now(). */
+  tick(now: number): void {
+    const ctx = this.ctx;
+    if (this.state === 'connecting') {
+      if (now - this.connectStartedAt >= CONNECT_TIMEOUT_MS) {
+        ctx.stats.error('connect_timeout');
+        this.socket?.destroy();
+      }
+      return;
+    }
+    if (this.motion === null) return; // never connected yet
+    const rate = ctx.rate;
+    if (ctx.generating && rate > 0) {
+      const interval = 1000 / rate;
+      if (this.nextSampleAt < now - 5_000) this.nextSampleAt = now - 5_000; // after a pause: no burst
+      while (this.nextSampleAt <= now) {
+        this.nextSampleAt += interval;
+        this.generate();
+      }
+    }
+    if (this.state !== 'connected') return;
+    if (now >= this.pauseUntil && this.sendPos < this.samples.length) this.pump(now);
+    // 2.4: PING after KEEPALIVE seconds without sending; 3 unanswered PINGs close the connection.
+    const ka = ctx.keepaliveS * 1000;
+    if (this.pingSentAt > 0 && now - this.pingSentAt >= ka) {
+      this.pingSentAt = 0;
+      this.misses++;
+      ctx.stats.pingMisses++;
+      if (this.misses >= PING_MISSES) {
+        ctx.stats.error('keepalive_timeout');
+        this.socket?.destroy();
+        return;
+      }
+    }
+    if (this.pingSentAt === 0 && now - this.lastTxAt >= ka) {
+      const data = new Uint8Array(8);
+      writeU64(data, 0, Date.now());
+      this.write(encodeMessage(Cmd.PING, data));
+      this.pingSentAt = now;
+      ctx.stats.pingsSent++;
+    }
+  }
+
+  private generate(): void {
+    const st = this.ctx.stats;
+    if (this.samples.length - this.head >= this.ctx.maxBacklog) {
+      st.skipped++;
+      return;
+    }
+    const m = this.motion!;
+    const nowEpoch = Date.now();
+    m.advance(nowEpoch);
+    const ev = m.takeEvent(nowEpoch);
+    if (ev !== undefined) {
+      const w = new ByteWriter(64);
+      w.tlvU64(UplinkTag.TIMESTAMP, ev.timestamp)
+        .tlvI32(UplinkTag.LATITUDE, ev.latitude!)
+        .tlvI32(UplinkTag.LONGITUDE, ev.longitude!)
+        .tlvU16(UplinkTag.EVENT_CODE, ev.eventCode!)
+        .tlvU8(UplinkTag.SEVERITY, ev.severity!)
+        .tlvString(UplinkTag.DETAIL, ev.detail!);
+      this.samples.push({ seq: this.nextSeq++, code: Cmd.EVENT, body: w.finish(), sentAt: 0 });
+      st.generated++;
+      st.events++;
+    }
+    const w = new ByteWriter(80);
+    writeTelemetrySample(w, m.telemetry(nowEpoch));
+    this.samples.push({ seq: this.nextSeq++, code: Cmd.TELEMETRY, body: w.finish(), sentAt: 0 });
+    st.generated++;
+  }
+
+  /** Sends samples from sendPos while the window has room; batches telemetry in version 2. */
+  private pump(now: number): void {
+    const ctx = this.ctx;
+    const st = ctx.stats;
+    const sock = this.socket!;
+    if (sock.writableLength > SOCKET_HIGH_WATER) {
+      st.blocked++;
+      return;
+    }
+    const samples = this.samples;
+    const batch = this.sessionBatch;
+    let o = 0;
+    while (this.sendPos < samples.length && this.sendPos - this.head < ctx.window) {
+      const first = samples[this.sendPos]!;
+      let n = 1;
+      if (batch > 1 && first.code === Cmd.TELEMETRY) {
+        while (
+          n < batch &&
+          this.sendPos + n < samples.length &&
+          samples[this.sendPos + n]!.code === Cmd.TELEMETRY
+        )
+          n++;
+        // A fresh batch waits for K samples unless an event follows or the run is ending.
+        const ended = this.sendPos + n < samples.length || !ctx.generating || ctx.rate === 0;
+        if (n < batch && !ended && first.sentAt === 0) break;
+      }
+      const len = n === 1 ? 4 + first.body.length : this.batchLength(n);
+      if (o + encodedLength(len) > frames.length) break;
+      if (n === 1) {
+        writeU32(scratch, 0, first.seq);
+        scratch.set(first.body, 4);
+        o = writeMessage(frames, o, first.code, scratch.subarray(0, len));
+      } else {
+        writeU32(scratch, 0, first.seq);
+        scratch[4] = n;
+        let p = 5;
+        for (let i = 0; i < n; i++) {
+          const body = samples[this.sendPos + i]!.body;
+          writeU16(scratch, p, body.length);
+          scratch.set(body, p + 2);
+          p += 2 + body.length;
+        }
+        o = writeMessage(frames, o, Cmd.TELEMETRY_BATCH, scratch.subarray(0, p));
+      }
+      st.messages++;
+      for (let i = 0; i < n; i++) {
+        const s = samples[this.sendPos + i]!;
+        if (s.sentAt === 0) {
+          s.sentAt = now;
+          st.sent++;
+          if (s.seq > this.sentThrough) this.sentThrough = s.seq;
+        } else st.resent++;
+      }
+      this.sendPos += n;
+    }
+    if (o > 0) this.write(Buffer.from(frames.subarray(0, o)));
+  }
+
+  private batchLength(n: number): number {
+    let len = 5;
+    for (let i = 0; i < n; i++) len += 2 + this.samples[this.sendPos + i]!.body.length;
+    return len;
+  }
+}
+
+const CONNACK_NAMES: Record<number, string> = {
+  [ConnackStatus.UNSUPPORTED_VERSION]: 'UNSUPPORTED_VERSION',
+  [ConnackStatus.BAD_CREDENTIALS]: 'BAD_CREDENTIALS',
+  [ConnackStatus.FORBIDDEN]: 'FORBIDDEN',
+  [ConnackStatus.SERVER_BUSY]: 'SERVER_BUSY',
+  [ConnackStatus.INVALID]: 'INVALID',
+};

@@ -1,0 +1,322 @@
+// Scale-out on a real Redis with 3 gateway processes: takeover across nodes (racing too), a vehicle hopping
+// nodes mid-stream, commands routed through another node, kill -9 of a node, Redis restart (issue 5).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenService } from '../../src/auth/tokens.js';
+import {
+  AckStatus,
+  Cmd,
+  CommandResult,
+  DisconnectReason,
+  encodeCommandAck,
+  encodeTelemetry,
+  type CommandMessage,
+  type DisconnectMessage,
+  type UplinkAckMessage,
+} from '../../src/protocol/index.js';
+import { startServe, type ServeProcess } from '../helpers/process.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { TestVehicle } from '../helpers/vehicle.js';
+
+const SECRET = 'cluster-secret';
+const ADMIN = 'cluster-admin';
+const env = { VMCP_JWT_SECRET: SECRET, VMCP_ADMIN_TOKEN: ADMIN };
+const T = 1764000000000;
+
+let redis: RedisServer;
+let nodes: ServeProcess[] = [];
+let tokens: TokenService;
+const dirs: string[] = [];
+const nodeDirs: string[] = [];
+
+async function startNode(i: number): Promise<ServeProcess> {
+  const dir = nodeDirs[i] ?? mkdtempSync(join(tmpdir(), `vmcp-node${i}-`));
+  nodeDirs[i] = dir;
+  return startServe(
+    [
+      '--store',
+      'redis',
+      '--redis-url',
+      redis.url,
+      '--data-dir',
+      dir,
+      '--node-heartbeat-ms',
+      '300',
+      '--node-ttl-ms',
+      '1500',
+      '--uplink-rate-per-sec',
+      '100000',
+      '--uplink-burst',
+      '100000',
+    ],
+    env,
+  );
+}
+
+beforeAll(async () => {
+  tokens = await TokenService.create({ hs256Secret: SECRET });
+  // A data dir of our own: stop() keeps it, so the restart test finds its AOF.
+  const redisDir = mkdtempSync(join(tmpdir(), 'vmcp-cl-redis-'));
+  dirs.push(redisDir);
+  redis = await startRedis({ dir: redisDir });
+  nodes = await Promise.all([0, 1, 2].map(startNode));
+}, 60_000);
+
+afterAll(async () => {
+  for (const n of nodes) {
+    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
+    await n.exited;
+  }
+  await redis?.stop();
+  for (const d of [...dirs, ...nodeDirs]) rmSync(d, { recursive: true, force: true });
+});
+
+async function api(
+  node: ServeProcess,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${node.httpUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${ADMIN}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+async function vehicleOn(
+  node: ServeProcess,
+  id: string,
+): Promise<{ v: TestVehicle; next: number }> {
+  const v = await TestVehicle.open(node.vehiclePort);
+  const token = await tokens.sign({
+    subject: id,
+    scopes: ['telemetry:publish', 'event:publish', 'command:receive'],
+    ttlMs: 3600_000,
+    nowMs: Date.now(),
+  });
+  const ack = await v.connect({ vehicleId: id, token });
+  if (ack.status !== 0) throw new Error(`CONNACK ${ack.status} ${ack.reason}`);
+  return { v, next: ack.nextUplinkSeq! };
+}
+
+async function storedSeqs(node: ServeProcess, id: string): Promise<number[]> {
+  const seqs: number[] = [];
+  for (let after = 0; ;) {
+    const res = await api(
+      node,
+      'GET',
+      `/api/v1/vehicles/${id}/uplink?afterSeq=${after}&limit=1000`,
+    );
+    const items = (res.body as { items: { seq: number }[] }).items;
+    if (items.length === 0) return seqs;
+    seqs.push(...items.map((r) => r.seq));
+    after = items[items.length - 1]!.seq;
+  }
+}
+
+async function sendAndAck(v: TestVehicle, from: number, to: number): Promise<number> {
+  for (let seq = from; seq <= to; seq++)
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq, speed: seq % 1000 }));
+  let last = 0;
+  while (last < to) {
+    const a = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK);
+    expect(a.status).toBe(AckStatus.STORED);
+    last = a.seq;
+  }
+  return last;
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('one session per vehicle across nodes', () => {
+  it('a CONNECT on node B takes over the session on node A (DISCONNECT TAKEN_OVER before the new CONNACK)', async () => {
+    const id = 'VIN-CL-TAKEOVER';
+    const a = await vehicleOn(nodes[0]!, id);
+    await sendAndAck(a.v, 1, 10);
+    const b = await vehicleOn(nodes[1]!, id);
+    expect(b.next).toBe(11);
+    expect((await a.v.nextDecoded<DisconnectMessage>(Cmd.DISCONNECT)).reason).toBe(
+      DisconnectReason.TAKEN_OVER,
+    );
+    await a.v.waitClosed();
+    // Every node answers the same: online, with node B's session.
+    for (const n of nodes) {
+      const view = (await api(n, 'GET', `/api/v1/vehicles/${id}`)).body as {
+        online: boolean;
+        lastUplinkSeq: number;
+      };
+      expect(view).toMatchObject({ online: true, lastUplinkSeq: 10 });
+    }
+    b.v.close();
+  });
+
+  it('racing CONNECTs on three nodes leave exactly one live session', async () => {
+    const id = 'VIN-CL-RACE';
+    const token = await tokens.sign({
+      subject: id,
+      scopes: ['telemetry:publish'],
+      ttlMs: 3600_000,
+      nowMs: Date.now(),
+    });
+    const vs = await Promise.all(nodes.map((n) => TestVehicle.open(n.vehiclePort)));
+    const acks = await Promise.allSettled(vs.map((v) => v.connect({ vehicleId: id, token })));
+    await new Promise((r) => setTimeout(r, 1_000));
+    const alive = vs.filter((v) => !v.closed);
+    expect(alive.length).toBe(1);
+    const winner = alive[0]!;
+    expect(acks[vs.indexOf(winner)]).toMatchObject({ status: 'fulfilled', value: { status: 0 } });
+    winner.send(Cmd.PING);
+    await winner.next(Cmd.PONG);
+    winner.close();
+  });
+});
+
+describe('uplink across nodes', () => {
+  it('a vehicle hopping nodes mid-stream produces an exact stored sequence', async () => {
+    const id = 'VIN-CL-HOP';
+    let seq = 0;
+    for (let hop = 0; hop < 6; hop++) {
+      const node = nodes[hop % 3]!;
+      const { v, next } = await vehicleOn(node, id);
+      expect(next).toBe(seq + 1);
+      // Pipelined without waiting: the hop happens with messages in flight.
+      for (let k = 0; k < 40; k++)
+        v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: seq + 1 + k, timestamp: T + k }));
+      let acked = seq;
+      while (acked < seq + 20) acked = (await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).seq;
+      v.close();
+      await v.waitClosed();
+      // Wait until the node released the session, then learn the durable seq from the next CONNACK.
+      const probe = await vehicleOn(nodes[(hop + 1) % 3]!, id);
+      seq = probe.next - 1;
+      expect(seq).toBeGreaterThanOrEqual(acked);
+      probe.v.close();
+      await probe.v.waitClosed();
+    }
+    const stored = await storedSeqs(nodes[2]!, id);
+    expect(stored).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+  });
+});
+
+describe('downlink across nodes', () => {
+  it('a command posted on node A is delivered by node C and its result is visible on node B', async () => {
+    const id = 'VIN-CL-CMD';
+    const { v } = await vehicleOn(nodes[2]!, id);
+    const posted = await api(nodes[0]!, 'POST', `/api/v1/vehicles/${id}/commands`, {
+      name: 'door.lock',
+      params: { all: true },
+    });
+    expect(posted.status).toBe(202);
+    const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
+    expect(cmd).toMatchObject({ seq: 1, name: 'door.lock', params: '{"all":true}' });
+    v.send(
+      Cmd.COMMAND_ACK,
+      encodeCommandAck({
+        seq: 1,
+        result: CommandResult.SUCCEEDED,
+        resultPayload: new TextEncoder().encode('{"ok":1}'),
+      }),
+    );
+    const cid = (posted.body as { id: string }).id;
+    await eventually(
+      async () =>
+        ((await api(nodes[1]!, 'GET', `/api/v1/commands/${cid}`)).body as { status: string })
+          .status === 'succeeded',
+    );
+    expect((await api(nodes[1]!, 'GET', `/api/v1/commands/${cid}`)).body).toMatchObject({
+      result: { ok: 1 },
+    });
+    // A sensor read through another node, and a kick through another node.
+    const read = api(nodes[1]!, 'GET', `/api/v1/vehicles/${id}/sensors/3?timeoutMs=3000`);
+    const req = await v.nextDecoded<{ channel: number; tag: number }>(Cmd.SENSOR_READ);
+    const { encodeSensorData } = await import('../../src/protocol/index.js');
+    v.send(
+      Cmd.SENSOR_DATA,
+      encodeSensorData({ channel: 3, tag: req.tag, status: 0, value: Uint8Array.of(7) }),
+    );
+    expect(await read).toEqual({ status: 200, body: { channel: 3, status: 'ok', value: '07' } });
+    expect((await api(nodes[0]!, 'POST', `/api/v1/vehicles/${id}/disconnect`)).status).toBe(200);
+    expect((await v.nextDecoded<DisconnectMessage>(Cmd.DISCONNECT)).reason).toBe(
+      DisconnectReason.KICKED,
+    );
+  });
+});
+
+describe('failures', () => {
+  it('kill -9 of a node under load: vehicles move to another node, every acked message is stored exactly once', async () => {
+    const ids = ['VIN-CL-K1', 'VIN-CL-K2', 'VIN-CL-K3'];
+    const acked = new Map<string, number>(ids.map((id) => [id, 0]));
+    const victim = nodes[1]!;
+    const vs = await Promise.all(ids.map((id) => vehicleOn(victim, id)));
+    const pumps = vs.map(async ({ v }, i) => {
+      for (let seq = 1; seq <= 5_000 && !v.closed; seq++) {
+        v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq }));
+        if (seq % 50 === 0) await new Promise((r) => setTimeout(r, 1));
+        for (const m of v.inbox.splice(0)) {
+          if (m.code === Cmd.UPLINK_ACK && m.data[4] === AckStatus.STORED)
+            acked.set(ids[i]!, Buffer.from(m.data).readUInt32BE(0));
+        }
+      }
+    });
+    await eventually(async () => [...acked.values()].every((n) => n >= 200), 20_000);
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    await Promise.all(pumps);
+    // The vehicles reconnect to a live node; the dead node's sessions are taken over after its TTL at most.
+    for (const id of ids) {
+      const { v, next } = await vehicleOn(nodes[0]!, id);
+      expect(next - 1).toBeGreaterThanOrEqual(acked.get(id)!);
+      const last = await sendAndAck(v, next, next + 9);
+      v.close();
+      expect(await storedSeqs(nodes[2]!, id)).toEqual(
+        Array.from({ length: last }, (_, i) => i + 1),
+      );
+    }
+    nodes[1] = await startNode(1);
+  }, 60_000);
+
+  it('Redis stopped and restarted under load: nothing acked is lost, the gateway resumes by itself', async () => {
+    const id = 'VIN-CL-REDIS';
+    const { v } = await vehicleOn(nodes[0]!, id);
+    let lastStored = await sendAndAck(v, 1, 20);
+    await redis.stop();
+    // While Redis is down nothing is acked STORED: THROTTLED (or no answer) only.
+    v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: lastStored + 1, timestamp: T }));
+    const during = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK, 15_000);
+    expect(during).toEqual({ seq: lastStored + 1, status: AckStatus.THROTTLED });
+    expect((await fetch(`${nodes[0]!.httpUrl}/readyz`)).status).toBe(503);
+    await redis.restart();
+    // The vehicle resends from the throttled seq until it is stored.
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 300));
+      v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: lastStored + 1, timestamp: T }));
+      const a = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK, 15_000);
+      if (a.status === AckStatus.STORED) {
+        lastStored = a.seq;
+        break;
+      }
+      expect(a.status).toBe(AckStatus.THROTTLED);
+    }
+    lastStored = await sendAndAck(v, lastStored + 1, lastStored + 10);
+    expect(await storedSeqs(nodes[2]!, id)).toEqual(
+      Array.from({ length: lastStored }, (_, i) => i + 1),
+    );
+    await eventually(async () => (await fetch(`${nodes[0]!.httpUrl}/readyz`)).status === 200);
+    v.close();
+  }, 60_000);
+});
