@@ -1,4 +1,6 @@
 // `vmcp tail`: follows the gateway's event stream (GET /api/v1/stream), one JSON line per event.
+import { hostname } from 'node:os';
+import { UplinkConsumer } from '../cluster/consumer.js';
 import { isValidVehicleId } from '../protocol/messages/connect.js';
 import {
   ApiError,
@@ -16,6 +18,7 @@ import {
 const DEFAULT_RETRY_MS = 2_000;
 
 export const TAIL_HELP = `Usage: vmcp tail [--vehicle VIN]... [--count N]
+       vmcp tail --group NAME --redis-url URL [--redis-url URL]... [--consumer NAME] [--count N]
 
 Follows the gateway's event stream and prints one JSON line per event:
   {"event":"uplink","data":{...}}    an uplink record (PROTOCOL.md section 8 form)
@@ -25,6 +28,14 @@ Runs until interrupted (Ctrl-C); reconnects when the gateway closes the stream.
 
   --vehicle VIN   only this vehicle's events (repeat, or separate ids with commas)
   --count N       exit after N events
+
+With --group, reads the uplink bus instead (the Redis store's partition streams) as a member of
+consumer group NAME: every record is printed once per group, in seq order per vehicle, and
+acknowledged (XACK) after it was printed; a restarted consumer first gets its unacknowledged
+entries again. Lines: {"event":"uplink","partition":P,"id":"<entry id>","data":{...}}.
+  --group NAME       the consumer group (created on every partition when new, from the start)
+  --consumer NAME    this consumer's name in the group (default: host-pid)
+  --redis-url URL    the Redis (several: Redis Cluster seeds); or VMCP_REDIS_URL
 
 ${CONNECTION_HELP}
 
@@ -93,11 +104,15 @@ export async function tail(
   opts: TailOptions = {},
 ): Promise<number> {
   return runCommand('vmcp tail', err, async () => {
-    const args = parseCommandArgs(argv, { values: ['count'], multiple: ['vehicle'] });
+    const args = parseCommandArgs(argv, {
+      values: ['count', 'group', 'consumer'],
+      multiple: ['vehicle', 'redis-url'],
+    });
     if (args.help) {
       out(TAIL_HELP);
       return 0;
     }
+    if (args.values.group !== undefined) return tailGroup(args, out, opts);
     if (args.positionals.length > 0) {
       throw new UsageError(
         `unexpected argument ${JSON.stringify(args.positionals[0])} (use --vehicle VIN)`,
@@ -168,4 +183,47 @@ export async function tail(
       stop.abort();
     }
   });
+}
+
+/** `vmcp tail --group`: the uplink bus through a Redis consumer group. */
+async function tailGroup(
+  args: ReturnType<typeof parseCommandArgs>,
+  out: Out,
+  opts: TailOptions,
+): Promise<number> {
+  const group = args.values.group!;
+  if (!/^[\w.:-]{1,64}$/.test(group))
+    throw new UsageError(`--group must be 1–64 of [A-Za-z0-9_.:-], got ${JSON.stringify(group)}`);
+  const urls = args.lists['redis-url'] ?? [];
+  if (urls.length === 0 && process.env.VMCP_REDIS_URL)
+    urls.push(...process.env.VMCP_REDIS_URL.split(','));
+  if (urls.length === 0) throw new UsageError('--group needs --redis-url (or VMCP_REDIS_URL)');
+  if ((args.lists.vehicle ?? []).length > 0) {
+    throw new UsageError(
+      '--vehicle cannot be combined with --group: a group member consumes every record it reads',
+    );
+  }
+  const count = parseCount(args.values.count);
+  const consumer = new UplinkConsumer({
+    urls,
+    group,
+    consumer: args.values.consumer ?? `${hostname()}-${process.pid}`,
+  });
+  const onSigint = (): void => consumer.stop();
+  process.once('SIGINT', onSigint);
+  opts.signal?.addEventListener('abort', onSigint, { once: true });
+  let printed = 0;
+  try {
+    await consumer.init();
+    opts.onOpen?.();
+    await consumer.run(({ partition, id, record }) => {
+      out(`${JSON.stringify({ event: 'uplink', partition, id, data: record })}\n`);
+      printed++;
+      return count === undefined || printed < count;
+    });
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    await consumer.close();
+  }
 }

@@ -437,9 +437,15 @@ export function parseFlags(argv: readonly string[]): {
     const eq = a.indexOf('=');
     const name = a.slice(2, eq < 0 ? undefined : eq);
     const key = name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    if (eq >= 0) flags[key] = a.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) flags[key] = argv[++i]!;
-    else flags[key] = true;
+    const value =
+      eq >= 0
+        ? a.slice(eq + 1)
+        : i + 1 < argv.length && !argv[i + 1]!.startsWith('--')
+          ? argv[++i]!
+          : true;
+    // A repeated flag (--redis-url a --redis-url b) accumulates as a comma-separated list.
+    const prev = flags[key];
+    flags[key] = typeof prev === 'string' && typeof value === 'string' ? `${prev},${value}` : value;
   }
   return { flags, positional };
 }

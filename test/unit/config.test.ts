@@ -390,3 +390,17 @@ describe('loadConfig: the result is frozen', () => {
     }).toEqual({ listen: true, http: true, redisUrl: true });
   });
 });
+
+describe('parseFlags: repeated flags', () => {
+  it('accumulates a repeated flag into a list (--redis-url a --redis-url b)', () => {
+    const { flags } = parseFlags([
+      '--store',
+      'redis',
+      '--redis-url',
+      'redis://a:1',
+      '--redis-url=redis://b:2',
+    ]);
+    expect(flags.redisUrl).toBe('redis://a:1,redis://b:2');
+    expect(loadConfig({ flags }).redisUrl).toEqual(['redis://a:1', 'redis://b:2']);
+  });
+});
