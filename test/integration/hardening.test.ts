@@ -201,8 +201,9 @@ describe('write backpressure (--write-buffer-bytes, --drain-timeout-ms)', () => 
         const chunk = Buffer.concat(Array.from({ length: PER_CHUNK }, () => ping));
         const deadline = Date.now() + 20_000;
         let sent = 0;
-        // At most 400,000 PINGs (5.2 MB) or 20 s, whichever ends first; stops once closed.
-        while (sent < 400_000 && !slow.closed && Date.now() < deadline) {
+        // Loopback receive buffers autotune up to 32 MiB here (tcp_rmem), so the PONGs must exceed what
+        // the kernel absorbs: at most 4,000,000 PINGs (52 MB) or 20 s, whichever ends first; stops once closed.
+        while (sent < 4_000_000 && !slow.closed && Date.now() < deadline) {
           slow.socket.write(chunk);
           sent += PER_CHUNK;
           await sleep(1);
