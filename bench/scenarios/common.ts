@@ -1,7 +1,7 @@
 // Shared machinery of the load bench: child processes (gateway, simulators, brokers), /proc sampling
 // of CPU and RSS per process group, progress aggregation, and the JSON-lines output.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,17 @@ export function machine(): Record<string, unknown> {
     cpu: cpus()[0]?.model ?? 'unknown',
     node: process.version,
     kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(),
+    commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).stdout.trim(),
+    distBuiltAt: (() => {
+      try {
+        return statSync(join(ROOT, 'dist', 'cli', 'main.js')).mtime.toISOString();
+      } catch {
+        return null;
+      }
+    })(),
     memTotalGb: Math.round(
       Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) / 1048576,
     ),
@@ -248,6 +259,7 @@ export interface Progress {
   p50: number;
   p99: number;
   max: number;
+  loopMaxMs?: number;
   h: string;
 }
 
@@ -397,6 +409,9 @@ export interface TimelineRow {
   gwRssMb: number;
   simCpuPct: number;
   simRssMb: number;
+  /** Event-loop delay, max over the second (ms): the target's (gateway /metrics) and the simulators'. */
+  gwLoopMaxMs: number | null;
+  simLoopMaxMs: number;
   /** Cumulative stored (all simulators) and CPU ms of the target at this row. */
   stored: number;
   gwCpuMs: number;
@@ -414,11 +429,29 @@ export class Recorder {
   private readonly pending: Progress[] = [];
   private readonly latest = new Map<SimProc, Progress>();
   sims: SimProc[] = [];
+  /** Gateway metrics URLs: their nodejs_eventloop_lag_max_seconds is read (and reset) every second. */
+  metricsUrls: string[] = [];
+  private gwLoopMaxMs: number | null = null;
 
   constructor(
     readonly gateway: ProcGroup,
     readonly simGroup: ProcGroup,
   ) {}
+
+  private scrape(): void {
+    for (const url of this.metricsUrls) {
+      fetch(url)
+        .then((res) => res.text())
+        .then((text) => {
+          const m = /^nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text);
+          if (m) {
+            const ms = Number(m[1]) * 1000;
+            this.gwLoopMaxMs = Math.max(this.gwLoopMaxMs ?? 0, Math.round(ms * 10) / 10);
+          }
+        })
+        .catch(() => undefined);
+    }
+  }
 
   onProgress = (p: Progress): void => {
     this.pending.push(p);
@@ -440,13 +473,18 @@ export class Recorder {
     const sim = this.simGroup.read();
     const prev = this.prev;
     this.prev = { at: now, gw: gw.cpuMs, sim: sim.cpuMs };
+    const gwLoop = this.gwLoopMaxMs;
+    this.gwLoopMaxMs = null;
+    this.scrape();
     if (prev === undefined) return;
     const dt = Math.max(1, now - prev.at);
     const h = new LatencyHistogram();
     let sentPerSec = 0;
     let storedPerSec = 0;
     let deliveredPerSec = 0;
+    let simLoopMaxMs = 0;
     for (const p of this.pending.splice(0)) {
+      simLoopMaxMs = Math.max(simLoopMaxMs, p.loopMaxMs ?? 0);
       h.addEncoded(p.h);
       sentPerSec += p.sentPerSec;
       storedPerSec += p.storedPerSec;
@@ -480,9 +518,24 @@ export class Recorder {
       gwRssMb: Math.round(gw.rssKb / 102.4) / 10,
       simCpuPct: Math.round(((sim.cpuMs - prev.sim) / dt) * 1000) / 10,
       simRssMb: Math.round(sim.rssKb / 102.4) / 10,
+      gwLoopMaxMs: gwLoop,
+      simLoopMaxMs,
       stored,
       gwCpuMs: gw.cpuMs,
     });
+  }
+
+  /** Max event-loop delay of the target and of the simulators over epoch [from, to]. */
+  loopMax(from: number, to: number): { gwLoopMaxMs: number | null; simLoopMaxMs: number } {
+    let gw: number | null = null;
+    let sim = 0;
+    for (const r of this.rows) {
+      const at = this.started + r.t * 1000;
+      if (at <= from || at > to + 1000) continue;
+      if (r.gwLoopMaxMs !== null) gw = Math.max(gw ?? 0, r.gwLoopMaxMs);
+      sim = Math.max(sim, r.simLoopMaxMs);
+    }
+    return { gwLoopMaxMs: gw, simLoopMaxMs: sim };
   }
 
   /** Epoch ms of the scenario start (row t = 0). */

@@ -3,7 +3,7 @@
 import { LatencyHistogram } from '../../src/sim/histogram.js';
 import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { MAX_PER_PROCESS, openTarget, startFleet } from './targets.js';
+import { MAX_PER_PROCESS, openTarget, startFleet, metricsUrls } from './targets.js';
 
 export async function connections(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
@@ -19,6 +19,7 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
   });
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);
+  rec.metricsUrls = metricsUrls(target);
   const notes: string[] = [];
   try {
     rec.start();

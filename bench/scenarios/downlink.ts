@@ -3,7 +3,7 @@
 import { LatencyHistogram } from '../../src/sim/histogram.js';
 import { ADMIN_TOKEN, ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { openTarget, startFleet } from './targets.js';
+import { openTarget, startFleet, metricsUrls } from './targets.js';
 
 const TTL_MS = 600_000;
 
@@ -60,6 +60,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
   const simGroup = new ProcGroup('sim');
   simGroup.add(process.pid); // the API client (this process) is on the simulator's side too
   const rec = new Recorder(target.group, simGroup);
+  rec.metricsUrls = metricsUrls(target);
   const notes: string[] = [];
   const abort = new AbortController();
   try {

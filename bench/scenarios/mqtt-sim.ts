@@ -4,6 +4,7 @@
 // Run: node --import tsx bench/scenarios/mqtt-sim.ts --target 127.0.0.1:1883 --vehicles N --rate R
 //        --duration 60s [--subscriber] [--sub-qos 1] [--id-prefix P] [--progress json] [--control stdin]
 import { connect as netConnect, type Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseDuration, parseFlags, parseHostPort } from '../../src/config/index.js';
 import { encodeTelemetry } from '../../src/protocol/index.js';
@@ -315,6 +316,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => (stopRequested = true));
   process.on('SIGINT', () => (stopRequested = true));
 
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   const sub = opts.subscriber ? new Subscriber(opts) : undefined;
   if (sub !== undefined) await sub.start();
   const vehicles = Array.from(
@@ -370,8 +373,10 @@ async function main(): Promise<void> {
       p50: st.interval.percentileMs(50),
       p99: st.interval.percentileMs(99),
       max: st.interval.percentileMs(100),
+      loopMaxMs: Math.round(loop.max / 10_000) / 100,
       h: st.interval.encode(),
     };
+    loop.reset();
     st.interval.reset();
     prev = { at: now, sent: st.sent, acked: st.acked, delivered: st.delivered };
     if (progressJson) process.stderr.write(`${JSON.stringify(line)}\n`);

@@ -11,7 +11,7 @@ import {
   windowRate,
 } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { openTarget, startFleet } from './targets.js';
+import { openTarget, startFleet, metricsUrls } from './targets.js';
 import { storeCheck, sumUplink } from './uplink.js';
 
 const P99_LIMIT_MS = 100;
@@ -47,6 +47,7 @@ export async function saturation(ctx: ScenarioContext): Promise<ScenarioResult> 
     );
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);
+  rec.metricsUrls = metricsUrls(target);
   const stepRows: Record<string, unknown>[] = [];
   try {
     rec.start();
@@ -103,6 +104,7 @@ export async function saturation(ctx: ScenarioContext): Promise<ScenarioResult> 
         simCpuPct: round(((sim1.cpuMs - sim0.cpuMs) / ms) * 100),
         cpuUsPerAck: acked > 0 ? round(((cpu1.cpuMs - cpu0.cpuMs) * 1000) / acked, 2) : null,
         targetRssMb: round(cpu1.rssKb / 1024),
+        ...rec.loopMax(from, to),
       };
       if (target.kind === 'mqtt')
         row.deliveredPerSec = Math.round(windowRate(sims, from, to, 'delivered'));

@@ -3,7 +3,7 @@
 // back and has resent its backlog, and checks against the store that nothing acked was lost.
 import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { openTarget, startFleet } from './targets.js';
+import { openTarget, startFleet, metricsUrls } from './targets.js';
 import { errorKinds, storeCheck, sumUplink } from './uplink.js';
 
 export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -17,6 +17,7 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
   const gw = target.gateways[0]!;
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);
+  rec.metricsUrls = metricsUrls(target);
   try {
     rec.start();
     const sims = startFleet(

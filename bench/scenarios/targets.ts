@@ -201,3 +201,8 @@ export function startFleet(
   });
   return sims;
 }
+
+/** The gateways' /metrics URLs (their event-loop lag is sampled every second). */
+export function metricsUrls(t: Target): string[] {
+  return t.http.filter((u): u is string => u !== undefined).map((u) => `${u}/metrics`);
+}

@@ -13,7 +13,7 @@ import {
   type SimProc,
 } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { openTarget, startFleet, type Target } from './targets.js';
+import { openTarget, startFleet, type Target, metricsUrls } from './targets.js';
 
 interface StoreCheck {
   loss: number;
@@ -91,6 +91,7 @@ export async function steady(
   const o = ctx.opts;
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);
+  rec.metricsUrls = metricsUrls(target);
   const notes: string[] = [];
   rec.start();
   const sims = startFleet(
@@ -153,6 +154,7 @@ export async function steady(
     unackedAtEnd: sumUplink(summaries, 'unacked'),
     errors,
     errorKinds: errorKinds(summaries),
+    ...rec.loopMax(windowFrom, windowTo),
     windowSeconds: round(winMs / 1000),
   };
   if (target.kind === 'mqtt') {

@@ -1,5 +1,6 @@
 // The fleet simulator: N simulated vehicles on one shared timer loop, a connection ramp, live
 // progress, and a final JSON summary (optionally checked against the gateway's store).
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { TokenService } from '../auth/tokens.js';
 import { ensureFdLimit, FD_RESERVE, type FdLimit } from './limits.js';
 import type { LatencySummary } from './histogram.js';
@@ -102,6 +103,8 @@ export interface ProgressSample {
   p50: number;
   p99: number;
   max: number;
+  /** The simulator's own event-loop delay, max over the interval (ms): its stalls inflate latency. */
+  loopMaxMs: number;
   /** The interval's send → STORED histogram, compressed (exact percentiles over several processes). */
   h: string;
 }
@@ -163,7 +166,7 @@ export interface SimSummary {
   keepalive: { pings: number; pongs: number; misses: number };
   errors: Record<string, number>;
   errorsTotal: number;
-  process: { cpuUserMs: number; cpuSystemMs: number; rssMb: number };
+  process: { cpuUserMs: number; cpuSystemMs: number; rssMb: number; loopDelayMaxMs: number };
   store?: VerifyResult;
 }
 
@@ -222,6 +225,8 @@ export class SimFleet {
   private sendingEndedAt = 0;
   private stopRequested = false;
   private wake: (() => void) | undefined;
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  private loopDelayMaxMs = 0;
 
   constructor(
     readonly opts: SimOptions,
@@ -340,6 +345,7 @@ export class SimFleet {
     this.lastTick = this.startedAt;
     this.lastProgress = { at: this.startedAt, sent: 0, stored: 0 };
     this.connectBudget = Math.min(opts.rampPerSec * (opts.tickMs / 1000), opts.maxConnecting);
+    this.loopDelay.enable();
     this.timer = setInterval(() => this.tick(), opts.tickMs);
     this.progressTimer = setInterval(() => this.report(), opts.progressMs);
 
@@ -353,6 +359,7 @@ export class SimFleet {
     clearInterval(this.timer);
     this.report();
     clearInterval(this.progressTimer);
+    this.loopDelay.disable();
     const elapsedMs = performance.now() - this.startedAt;
     const atEnd = this.stats.connected;
     for (const v of this.vehicles) v.disconnect();
@@ -444,9 +451,12 @@ export class SimFleet {
       p50: st.interval.percentileMs(50),
       p99: st.interval.percentileMs(99),
       max: st.interval.percentileMs(100),
+      loopMaxMs: Math.round(this.loopDelay.max / 10_000) / 100,
       h: st.interval.encode(),
     };
     st.interval.reset();
+    if (p.loopMaxMs > this.loopDelayMaxMs) this.loopDelayMaxMs = p.loopMaxMs;
+    this.loopDelay.reset();
     this.lastProgress = { at: now, sent: st.sent, stored: st.stored };
     this.output.progress?.(JSON.stringify(p));
     this.output.status?.(
@@ -522,6 +532,7 @@ export class SimFleet {
         cpuUserMs: Math.round(usage.user / 1000),
         cpuSystemMs: Math.round(usage.system / 1000),
         rssMb: Math.round(process.memoryUsage.rss() / 1048576),
+        loopDelayMaxMs: this.loopDelayMaxMs,
       },
     };
   }

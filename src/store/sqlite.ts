@@ -110,6 +110,14 @@ interface DeviceDbRow {
 }
 
 const KIND_CODE = { telemetry: 0, event: 1 } as const;
+const SEQ_CACHE_MAX = 200_000;
+
+interface VehicleSeqState {
+  lastSeq: number;
+  /** Parsed lazily: vehicles that send only events never need it. */
+  latest: Record<string, unknown> | undefined;
+  latestJson: string;
+}
 const KIND_NAME = ['telemetry', 'event'] as const;
 
 function toVehicle(r: VehicleDbRow): VehicleRow {
@@ -167,7 +175,30 @@ export class SqliteStore implements Store {
   readonly capabilities: StoreCapabilities = { engine: 'sqlite', partialAppend: false };
   private db: Database.Database | undefined;
   private stmts: ReturnType<SqliteStore['prepare']> | undefined;
-  private appendTx: ((writes: readonly UplinkWrite[]) => Map<string, AppendFailure>) | undefined;
+  private appendTx:
+    | ((writes: readonly UplinkWrite[]) => {
+        failures: Map<string, AppendFailure>;
+        updates: [string, VehicleSeqState][];
+      })
+    | undefined;
+  /**
+   * Per-vehicle seq state and latest, as committed: spares a SELECT and a JSON parse per vehicle
+   * per group commit. This process owns the database file, so nothing else changes these rows.
+   */
+  private readonly seqCache = new Map<string, VehicleSeqState>();
+
+  private seqState(vehicleId: string): VehicleSeqState {
+    let st = this.seqCache.get(vehicleId);
+    if (st === undefined) {
+      const row = this.s.vehicleSeq.get(vehicleId) as
+        { last_seq: number; latest: string } | undefined;
+      st = { lastSeq: row?.last_seq ?? 0, latest: undefined, latestJson: row?.latest ?? '{}' };
+      // Bounded: a cache miss only costs the SELECT again.
+      if (this.seqCache.size >= SEQ_CACHE_MAX) this.seqCache.clear();
+      this.seqCache.set(vehicleId, st);
+    }
+    return st;
+  }
   private createCommandTx: ((cmd: NewCommand) => CommandRow) | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {}
@@ -185,17 +216,17 @@ export class SqliteStore implements Store {
 
     this.appendTx = db.transaction((writes: readonly UplinkWrite[]) => {
       const failures = new Map<string, AppendFailure>();
+      const updates: [string, VehicleSeqState][] = [];
       let i = 0;
       while (i < writes.length) {
         const vehicleId = writes[i]!.vehicleId;
         let j = i + 1;
         while (j < writes.length && writes[j]!.vehicleId === vehicleId) j++;
-        const row = s.vehicleSeq.get(vehicleId) as { last_seq: number; latest: string } | undefined;
-        const last = row?.last_seq ?? 0;
-        let ok = writes[i]!.seq === last + 1;
+        const st = this.seqState(vehicleId);
+        let ok = writes[i]!.seq === st.lastSeq + 1;
         for (let k = i + 1; ok && k < j; k++) ok = writes[k]!.seq === writes[k - 1]!.seq + 1;
         if (!ok) {
-          failures.set(vehicleId, { kind: 'conflict', lastSeq: last });
+          failures.set(vehicleId, { kind: 'conflict', lastSeq: st.lastSeq });
           i = j;
           continue;
         }
@@ -213,21 +244,21 @@ export class SqliteStore implements Store {
             JSON.stringify(rec.data),
           );
           if (rec.kind === 'telemetry') {
-            latest ??= JSON.parse(row?.latest ?? '{}') as Record<string, unknown>;
+            // A copy: the cached state changes only once the transaction committed.
+            latest ??= { ...(st.latest ??= JSON.parse(st.latestJson) as Record<string, unknown>) };
             // Only keys the stored record carries: an undefined value is dropped by JSON.stringify
             // and must not erase the key an earlier seq set.
             for (const [k, v] of Object.entries(rec.data)) if (v !== undefined) latest[k] = v;
           }
         }
         const lastSeq = writes[j - 1]!.seq;
-        if (row === undefined)
-          s.insertVehicleSeq.run(vehicleId, lastSeq, JSON.stringify(latest ?? {}));
-        else if (latest !== undefined)
-          s.updateVehicleSeqLatest.run(lastSeq, JSON.stringify(latest), vehicleId);
-        else s.updateVehicleSeq.run(lastSeq, vehicleId);
+        const latestJson = latest === undefined ? st.latestJson : JSON.stringify(latest);
+        s.upsertVehicleSeq.run(vehicleId, lastSeq, latestJson);
+        updates.push([vehicleId, { lastSeq, latest: latest ?? st.latest, latestJson }]);
         i = j;
       }
-      return failures;
+      // Committed (the transaction function returns only then): the cache follows.
+      return { failures, updates };
     });
 
     this.createCommandTx = db.transaction((cmd: NewCommand) => {
@@ -251,10 +282,10 @@ export class SqliteStore implements Store {
   private prepare(db: Database.Database) {
     return {
       vehicleSeq: db.prepare('SELECT last_seq, latest FROM vehicles WHERE id = ?'),
-      insertVehicleSeq: db.prepare('INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)'),
-      updateVehicleSeq: db.prepare('UPDATE vehicles SET last_seq = ? WHERE id = ?'),
-      updateVehicleSeqLatest: db.prepare(
-        'UPDATE vehicles SET last_seq = ?, latest = ? WHERE id = ?',
+      // markSeen and createCommand may have created the row already (with seq 0 and '{}').
+      upsertVehicleSeq: db.prepare(
+        `INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest`,
       ),
       insertUplink: db.prepare(
         'INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -328,7 +359,9 @@ export class SqliteStore implements Store {
 
   async appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>> {
     if (this.appendTx === undefined) throw new Error('store is not open');
-    return this.appendTx(writes);
+    const { failures, updates } = this.appendTx(writes);
+    for (const [id, st] of updates) this.seqCache.set(id, st);
+    return failures;
   }
 
   async listUplink(vehicleId: string, afterSeq: number, limit: number): Promise<UplinkRecord[]> {

@@ -154,6 +154,27 @@ describe('vmcp sim against an in-process gateway', () => {
   });
 });
 
+describe('vmcp sim with registration', () => {
+  it('registers devices through the API, connects with CREDENTIAL and keeps the issued token', async () => {
+    gw = await startGateway();
+    const g = gw;
+    const fleet = new SimFleet(
+      options(g, {
+        vehicles: 3,
+        rate: 4,
+        durationMs: 1_000,
+        idPrefix: 'REG-',
+        auth: { kind: 'register', adminToken: ADMIN_TOKEN, httpUrl: g.httpUrl, secretSeed: 't' },
+      }),
+    );
+    const summary = await fleet.run();
+    expect(summary.connections.accepted).toBe(3);
+    expect(summary.uplink.stored).toBe(summary.uplink.sent);
+    expect(summary.store).toMatchObject({ loss: 0, lostAcked: 0, records: summary.uplink.sent });
+    for (const v of fleet.vehicles) expect(v.issuedToken).toMatch(/^ey/);
+  });
+});
+
 describe('simulator helpers', () => {
   it('keeps motion within the wire ranges over a simulated hour', () => {
     const t0 = 1_764_000_000_000;
