@@ -81,6 +81,8 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
     rec.sims = sims;
     await waitFor(() => connectedNow(sims) >= vehicles, 60_000);
     const posted = new Map<string, number>();
+    /** Events that beat their POST's response (the vehicle can answer before fetch resolves). */
+    const early = new Map<string, { status: string; at: number }[]>();
     const e2e = new LatencyHistogram();
     let succeeded = 0;
     let delivered = 0;
@@ -89,7 +91,14 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
       http,
       (id, status) => {
         const t0 = posted.get(id);
-        if (t0 === undefined) return;
+        if (t0 === undefined) {
+          if (status === 'delivered' || status === 'succeeded') {
+            const list = early.get(id) ?? [];
+            list.push({ status, at: performance.now() });
+            early.set(id, list);
+          }
+          return;
+        }
         if (status === 'delivered') delivered++;
         else if (status === 'succeeded') {
           succeeded++;
@@ -131,8 +140,21 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
             .then(async (res) => {
               const body = (await res.json()) as { id?: string };
               postLat.recordMs(performance.now() - start);
-              if (res.status === 202 && body.id !== undefined) posted.set(body.id, start);
-              else failures++;
+              if (res.status === 202 && body.id !== undefined) {
+                const seen = early.get(body.id);
+                early.delete(body.id);
+                let done = false;
+                for (const e of seen ?? []) {
+                  if (e.status === 'delivered') delivered++;
+                  else {
+                    succeeded++;
+                    lastSucceededAt = Math.max(lastSucceededAt, e.at);
+                    e2e.recordMs(e.at - start);
+                    done = true;
+                  }
+                }
+                if (!done) posted.set(body.id, start);
+              } else failures++;
             })
             .catch(() => failures++)
             .finally(() => inflight--);

@@ -659,9 +659,11 @@ export class Gateway {
       }
       if (this.storeUp) {
         await this.downlink.expire(now);
-        if (now - this.lastRetentionAt >= RETENTION_EVERY_MS) {
+        // Every 10 s, or on the next tick while the last pass hit its cap (a backlog to catch up on).
+        if (this.retentionBacklog || now - this.lastRetentionAt >= RETENTION_EVERY_MS) {
           this.lastRetentionAt = now;
-          await this.pruneExpired(now);
+          const n = await this.pruneExpired(now);
+          this.retentionBacklog = n >= RETENTION_ROUNDS * this.config.retentionBatch;
         }
       }
       await this.checkDisk();
@@ -675,14 +677,15 @@ export class Gateway {
   }
 
   private lastRetentionAt = 0;
+  private retentionBacklog = false;
 
   /**
    * Retention: deletes uplink records received before now − retentionMs in small batches, yielding to
    * the event loop between them so ingest never stalls. Seq state and latest state are kept. Returns
    * how many records went; a round is capped so one call never runs long.
    */
-  async pruneExpired(now: number): Promise<number> {
-    const before = now - this.config.retentionMs;
+  async pruneExpired(now: number, retentionMs = this.config.retentionMs): Promise<number> {
+    const before = now - retentionMs;
     let total = 0;
     for (let i = 0; i < RETENTION_ROUNDS; i++) {
       const n = await this.store.pruneUplink(before, this.config.retentionBatch);
