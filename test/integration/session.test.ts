@@ -355,3 +355,39 @@ describe('uplink (3.2)', () => {
     v.close();
   });
 });
+
+describe('bad DATA of every command gets ERROR INVALID_DATA and the session stays open (1.3, 4, 5)', () => {
+  it.each([
+    ['QUERY of two bytes', Cmd.QUERY, '0102'],
+    ['QUERY of no byte', Cmd.QUERY, ''],
+    ['COMMAND_ACK shorter than 5 bytes', Cmd.COMMAND_ACK, '00000001'],
+    ['COMMAND_ACK with a TLV past the end', Cmd.COMMAND_ACK, '0000000100' + '01000000ff00'],
+    ['SENSOR_DATA shorter than 3 bytes', Cmd.SENSOR_DATA, '0101'],
+    ['EVENT shorter than SEQ', Cmd.EVENT, '000000'],
+  ])('%s', async (_name, code, hex) => {
+    const v = await gw.connected(vin());
+    v.send(code, fromHex(hex));
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.INVALID_DATA,
+      refCmd: code,
+    });
+    v.send(Cmd.PING);
+    await v.next(Cmd.PONG);
+    v.close();
+  });
+
+  it("a vehicle's ERROR changes nothing; its DISCONNECT makes the gateway close without answering", async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    v.send(Cmd.ERROR, fromHex('0900'));
+    v.send(Cmd.PING);
+    await v.next(Cmd.PONG);
+    v.send(Cmd.DISCONNECT, fromHex('00'));
+    await v.waitClosed();
+    expect(v.inbox).toEqual([]);
+    expect((await gw.api('GET', `/api/v1/vehicles/${id}`)).body).toMatchObject({
+      online: false,
+      session: null,
+    });
+  });
+});
