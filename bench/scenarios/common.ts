@@ -135,6 +135,12 @@ export class GatewayProc {
   port = 0;
   httpPort = 0;
   private stderrTail: string[] = [];
+  /** Lines the gateway printed (stdout and stderr), counted, and the last 20 of them. */
+  outputLines = 0;
+
+  get outputTail(): string[] {
+    return [...this.stderrTail];
+  }
 
   constructor(private readonly opts: GatewayOptions = {}) {
     this.ownDir = opts.dataDir === undefined;
@@ -175,6 +181,7 @@ export class GatewayProc {
     });
     this.child = child;
     const keep = (line: string): void => {
+      this.outputLines++;
       this.stderrTail.push(line);
       if (this.stderrTail.length > 20) this.stderrTail.shift();
     };

@@ -101,6 +101,9 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
       errorKinds: errorKinds(summaries),
     };
     if (!check.checked) notes.push('store not checked (--no-verify)');
+    notes.push(
+      `gateway printed ${gw.outputLines} lines; last: ${gw.outputTail.slice(-3).join(' | ').slice(0, 600)}`,
+    );
     return {
       scenario: 'storm',
       target: target.name,

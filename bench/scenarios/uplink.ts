@@ -142,6 +142,13 @@ export async function steady(
     ackedPerSec: Math.round(ackedRate),
     latencyMs: lat,
     latencyWholeRunMs: all2.summary(),
+    // Last transmission → ack (differs from the above only when samples were resent).
+    serviceLatencyMs: (() => {
+      const h = new LatencyHistogram();
+      for (const s of summaries)
+        if (typeof s.serviceHistogram === 'string') h.addEncoded(s.serviceHistogram);
+      return h.summary();
+    })(),
     targetCpuPct: round((targetCpuMs / winMs) * 100),
     simCpuPct: round((simCpuMs / winMs) * 100),
     cpuUsPerAck: stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null,

@@ -17,6 +17,7 @@ import type { Logger } from '../observability/logger.js';
 import { childTraceparent, parseTraceparent } from '../observability/trace.js';
 import { toHex } from '../protocol/bytes.js';
 import type { VehicleRow } from '../store/types.js';
+import { registerConsole } from './console.js';
 import { buildOpenApi, type OpenApiDocument } from './openapi.js';
 import {
   LIST_MAX_LIMIT,
@@ -460,6 +461,9 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
       handler: handlers[name],
     });
   }
+
+  // GET /console: the operator page (console.ts); it calls the routes above with the admin token.
+  registerConsole(app, { heartbeatMs: opts.stream?.heartbeatMs });
 
   return app;
 }

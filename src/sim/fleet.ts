@@ -153,7 +153,11 @@ export interface SimSummary {
     /** stored per second over the sending period. */
     storedPerSec: number;
   };
+  /** First transmission → STORED, every sample acked. */
   latencyMs: LatencySummary;
+  /** Last transmission → STORED: what the gateway took for the accepted transmission. */
+  serviceLatencyMs: LatencySummary;
+  serviceHistogram: string;
   /** The send → STORED histogram, compressed (merge several processes with LatencyHistogram.addEncoded). */
   histogram: string;
   downlink: {
@@ -517,6 +521,8 @@ export class SimFleet {
         storedPerSec: Math.round((st.stored / sendingMs) * 1000),
       },
       latencyMs: st.latency.summary(),
+      serviceLatencyMs: st.service.summary(),
+      serviceHistogram: st.service.encode(),
       histogram: st.latency.encode(),
       downlink: {
         commands: st.commands,

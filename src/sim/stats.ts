@@ -55,6 +55,8 @@ export class SimStats {
   readonly latency = new LatencyHistogram();
   /** Send → STORED, since the last progress report. */
   readonly interval = new LatencyHistogram();
+  /** Last transmission → STORED (the gateway's service time; excludes waits after THROTTLED). */
+  readonly service = new LatencyHistogram();
   /** TCP connect → CONNACK ACCEPTED. */
   readonly connect = new LatencyHistogram();
   /** API accept (EXPIRES_AT − ttl) → COMMAND received. */

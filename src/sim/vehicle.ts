@@ -78,8 +78,9 @@ interface Sample {
   seq: number;
   code: number; // Cmd.TELEMETRY or Cmd.EVENT
   body: Uint8Array;
-  /** performance.now() of the first transmission (0: not sent yet). */
+  /** performance.now() of the first transmission (0: not sent yet), and of the latest. */
   sentAt: number;
+  lastSentAt: number;
 }
 
 const kVehicle = Symbol('vmcp.sim.vehicle');
@@ -136,6 +137,8 @@ export class SimVehicle implements MessageSink {
   private pauseUntil = 0;
   /** Resend after reconnect: the last seq pending at CONNACK; done when acked (0: none). */
   private resyncSeq = 0;
+  /** Congestion window (samples in flight): halved on THROTTLED, +1 per STORED ack, up to ctx.window. */
+  private cwnd: number;
 
   // Keepalive (2.4)
   private lastTxAt = 0;
@@ -151,7 +154,9 @@ export class SimVehicle implements MessageSink {
     readonly index: number,
     private readonly ctx: VehicleContext,
     private readonly localAddress: string | undefined,
-  ) {}
+  ) {
+    this.cwnd = ctx.window;
+  }
 
   get connected(): boolean {
     return this.state === 'connected';
@@ -401,6 +406,7 @@ export class SimVehicle implements MessageSink {
     switch (status) {
       case AckStatus.STORED:
         this.consumeThrough(seq, now, 'stored');
+        if (this.cwnd < this.ctx.window) this.cwnd = Math.min(this.ctx.window, this.cwnd + 1);
         return;
       case AckStatus.DUPLICATE:
         st.duplicates++;
@@ -415,6 +421,8 @@ export class SimVehicle implements MessageSink {
         st.throttled++;
         // 3.2: not consumed; wait at least 1 s, then resend from the throttled seq.
         this.pauseUntil = now + 1000 + Math.random() * 250;
+        // Resend no faster than the gateway admits: a full window would mostly come back OUT_OF_ORDER.
+        this.cwnd = Math.max(1, this.cwnd / 2);
         this.rewind(seq);
         return;
       case AckStatus.OUT_OF_ORDER:
@@ -438,7 +446,10 @@ export class SimVehicle implements MessageSink {
       const s = samples[h]!;
       if (how === 'stored') {
         st.stored++;
-        if (s.sentAt > 0) st.recordAck(now - s.sentAt);
+        if (s.sentAt > 0) {
+          st.recordAck(now - s.sentAt);
+          st.service.recordMs(now - s.lastSentAt);
+        }
       } else if (how === 'resume') st.storedOnResume++;
       else st.rejected++;
       h++;
@@ -605,13 +616,25 @@ export class SimVehicle implements MessageSink {
         .tlvU16(UplinkTag.EVENT_CODE, ev.eventCode!)
         .tlvU8(UplinkTag.SEVERITY, ev.severity!)
         .tlvString(UplinkTag.DETAIL, ev.detail!);
-      this.samples.push({ seq: this.nextSeq++, code: Cmd.EVENT, body: w.finish(), sentAt: 0 });
+      this.samples.push({
+        seq: this.nextSeq++,
+        code: Cmd.EVENT,
+        body: w.finish(),
+        sentAt: 0,
+        lastSentAt: 0,
+      });
       st.generated++;
       st.events++;
     }
     const w = new ByteWriter(80);
     writeTelemetrySample(w, m.telemetry(nowEpoch));
-    this.samples.push({ seq: this.nextSeq++, code: Cmd.TELEMETRY, body: w.finish(), sentAt: 0 });
+    this.samples.push({
+      seq: this.nextSeq++,
+      code: Cmd.TELEMETRY,
+      body: w.finish(),
+      sentAt: 0,
+      lastSentAt: 0,
+    });
     st.generated++;
   }
 
@@ -627,7 +650,8 @@ export class SimVehicle implements MessageSink {
     const samples = this.samples;
     const batch = this.sessionBatch;
     let o = 0;
-    while (this.sendPos < samples.length && this.sendPos - this.head < ctx.window) {
+    const window = Math.max(1, Math.floor(this.cwnd));
+    while (this.sendPos < samples.length && this.sendPos - this.head < window) {
       const first = samples[this.sendPos]!;
       let n = 1;
       if (batch > 1 && first.code === Cmd.TELEMETRY) {
@@ -662,6 +686,7 @@ export class SimVehicle implements MessageSink {
       st.messages++;
       for (let i = 0; i < n; i++) {
         const s = samples[this.sendPos + i]!;
+        s.lastSentAt = now;
         if (s.sentAt === 0) {
           s.sentAt = now;
           st.sent++;
