@@ -17,6 +17,15 @@ import type { Gateway } from './gateway.js';
 import { ScopeBit, type DownlinkState, type Session } from './session.js';
 import { isVmcpError } from '../errors.js';
 
+function newState(): DownlinkState {
+  return { known: new Map(), queue: [], inflight: new Set() };
+}
+
+/** The session's downlink state, created on first use. */
+function stateOf(s: Session): DownlinkState {
+  return (s.downlink ??= newState());
+}
+
 export interface PostCommand {
   vehicleId: string;
   name: string;
@@ -55,11 +64,12 @@ export class Downlink {
     });
     this.gw.commandChanged(row);
     const s = this.gw.sessions.get(req.vehicleId);
-    if (s !== undefined && s.state === 'connected' && s.downlink !== null) {
+    if (s !== undefined && s.state === 'connected') {
       // The session keeps its own copy: sending it changes its status, the caller's answer stays `pending`.
       const queued = { ...row };
-      s.downlink.known.set(row.seq, queued);
-      s.downlink.queue.push(queued);
+      const state = stateOf(s);
+      state.known.set(row.seq, queued);
+      state.queue.push(queued);
       this.pump(s);
     } else if (s !== undefined && s.state === 'connecting') {
       (s.lateCommands ??= []).push(row.id);
@@ -119,7 +129,9 @@ export class Downlink {
    * are not sent again (they become `delivered` until they expire); the others are queued in order.
    */
   async attach(s: Session, lastCommandSeq: number, open: CommandRow[]): Promise<void> {
-    const state: DownlinkState = { known: new Map(), queue: [], inflight: new Set() };
+    // Most sessions have no open command: they get no downlink state until one arrives.
+    if (open.length === 0) return;
+    const state = newState();
     const now = this.gw.clock.now();
     for (const row of open) {
       state.known.set(row.seq, row);
@@ -221,9 +233,9 @@ export class Downlink {
 
   private async enqueueById(s: Session, commandId: string): Promise<void> {
     const row = await this.gw.store.getCommand(commandId);
-    const state = s.downlink;
-    if (row === undefined || state === null || s.state !== 'connected' || state.known.has(row.seq))
-      return;
+    if (row === undefined || s.state !== 'connected') return;
+    const state = stateOf(s);
+    if (state.known.has(row.seq)) return;
     if (row.status !== 'pending' && row.status !== 'delivered') return;
     state.known.set(row.seq, row);
     // Keep the queue in seq order: a notification may arrive after a later command was queued.

@@ -67,6 +67,7 @@ export function encodeFrame(cmdByte: number, data: Uint8Array = EMPTY): Uint8Arr
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_PEND = new Uint8Array(0);
 
 /** What the frame decoder reports. `data` is a view valid only during the call: copy what you keep. */
 export interface FrameSink {
@@ -88,7 +89,9 @@ export interface FrameSink {
  */
 export class FrameDecoder {
   /** The incomplete frame carried over from earlier chunks, starting at its SOF. */
-  private readonly pend = new Uint8Array(MAX_FRAME_BYTES);
+  // Allocated on the first frame that spans chunks: most connections never need it, and an idle
+  // gateway holding tens of thousands of sessions should not hold a carry buffer for each.
+  private pend: Uint8Array = EMPTY_PEND;
   private pendLen = 0;
   /** Stream offset of pend[0]. */
   private pendAt = 0;
@@ -239,6 +242,7 @@ export class FrameDecoder {
   }
 
   private carry(chunk: Uint8Array, s: number, end: number, base: number): void {
+    if (this.pend === EMPTY_PEND) this.pend = new Uint8Array(MAX_FRAME_BYTES);
     this.pend.set(chunk.subarray(s, end), 0);
     this.pendLen = end - s;
     this.pendAt = base + s;
