@@ -154,7 +154,7 @@ class MqttVehicle implements PacketSink {
       }
       error('puback_out_of_order');
     }
-    if (this.qhead > 1024 && this.qhead * 2 > this.ids.length) {
+    if (this.qhead >= 64 && this.qhead * 2 >= this.ids.length) {
       this.ids = this.ids.slice(this.qhead);
       this.times = this.times.slice(this.qhead);
       this.qhead = 0;

@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 export const BENCH_HELP = `Usage: vmcp bench <scenario> [options]
 
 Runs a bounded load-benchmark scenario and writes JSON lines to stdout and an HTML report to
-bench/results/. Scenarios: connections, uplink, saturation, storm, downlink, all.
-It runs bench/fleet.ts from a source checkout (npm install; npm run build); see
-'vmcp bench --help-scenarios' or docs/benchmarks.md for the options.
+bench/results/. Scenarios: connections, uplink, saturation, overload, storm, downlink.
+It runs bench/fleet.ts from a source checkout (npm install; npm run build first). Options:
+'vmcp bench <scenario> --help'; figures and commands: docs/benchmarks.md.
 `;
 
 type Out = (text: string) => void;

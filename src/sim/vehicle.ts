@@ -462,7 +462,7 @@ export class SimVehicle implements MessageSink {
       st.lastResyncAt = Date.now();
     }
     // Compact now and then so the array does not grow for ever.
-    if (h > 1024 && h * 2 > samples.length) {
+    if (h >= 64 && h * 2 >= samples.length) {
       this.samples = samples.slice(h);
       this.sendPos -= h;
       this.head = 0;

@@ -139,7 +139,9 @@ describe('vmcp sim against an in-process gateway', () => {
   it('batches in version 2 and follows THROTTLED without losing anything', async () => {
     gw = await startGateway({ uplinkRatePerSec: 10, uplinkBurst: 10 });
     const g = gw;
-    const fleet = new SimFleet(options(g, { vehicles: 6, rate: 40, batch: 4, durationMs: 1_500 }));
+    const fleet = new SimFleet(
+      options(g, { vehicles: 6, rate: 40, batch: 4, durationMs: 1_500, drainMs: 1_000 }),
+    );
     const summary = await fleet.run();
     const u = summary.uplink;
     expect(u.throttled).toBeGreaterThan(0);
