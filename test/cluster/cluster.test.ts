@@ -16,6 +16,7 @@ import {
   type DisconnectMessage,
   type UplinkAckMessage,
 } from '../../src/protocol/index.js';
+import { nodeApi, vehicleOnNode } from '../helpers/cluster.js';
 import { startServe, type ServeProcess } from '../helpers/process.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { TestVehicle } from '../helpers/vehicle.js';
@@ -73,39 +74,10 @@ afterAll(async () => {
   for (const d of [...dirs, ...nodeDirs]) rmSync(d, { recursive: true, force: true });
 });
 
-async function api(
-  node: ServeProcess,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`${node.httpUrl}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${ADMIN}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
-}
-
-async function vehicleOn(
-  node: ServeProcess,
-  id: string,
-): Promise<{ v: TestVehicle; next: number }> {
-  const v = await TestVehicle.open(node.vehiclePort);
-  const token = await tokens.sign({
-    subject: id,
-    scopes: ['telemetry:publish', 'event:publish', 'command:receive'],
-    ttlMs: 3600_000,
-    nowMs: Date.now(),
-  });
-  const ack = await v.connect({ vehicleId: id, token });
-  if (ack.status !== 0) throw new Error(`CONNACK ${ack.status} ${ack.reason}`);
-  return { v, next: ack.nextUplinkSeq! };
-}
+const api = (node: ServeProcess, method: string, path: string, body?: unknown) =>
+  nodeApi(node, ADMIN, method, path, body);
+const vehicleOn = (node: ServeProcess, id: string) =>
+  vehicleOnNode(node, tokens, id, ['telemetry:publish', 'event:publish', 'command:receive']);
 
 async function storedSeqs(node: ServeProcess, id: string): Promise<number[]> {
   const seqs: number[] = [];
