@@ -118,6 +118,7 @@ export class GatewayApp {
         : new SqliteStore({
             path: join(resolve(config.dataDir), 'vmcp.db'),
             sync: config.storeSync === 'normal' ? 'normal' : 'full',
+            worker: config.storeWorker,
           }));
     await store.open();
     const cluster =

@@ -61,6 +61,7 @@ export interface GatewayConfig {
   commitIntervalMs: number;
   commitMaxBatch: number;
   storeSync: string;
+  storeWorker: boolean;
   writeBufferBytes: number;
   drainTimeoutMs: number;
   maxPendingUplink: number;
@@ -110,6 +111,9 @@ export const DEFAULTS: Readonly<GatewayConfig> = Object.freeze({
   commitIntervalMs: 2, // group commit: a batch at most every few ms
   commitMaxBatch: 4_096,
   storeSync: 'full',
+  // SQLite uplink commits on a worker thread. Off by default: on 2 cores shared with the simulator it
+  // measured no better (docs/benchmarks.md); it pays where a core is free for the store.
+  storeWorker: false,
   writeBufferBytes: 256 * 1024, // per connection, before the drain timeout starts counting
   drainTimeoutMs: 30_000,
   maxPendingUplink: 50_000, // uplink messages waiting for the store before reads pause
@@ -203,6 +207,7 @@ export const SETTINGS: readonly Setting[] = [
   S('storeSync', 'string', 'SQLite durability: full fsyncs every commit', {
     choices: ['full', 'normal'],
   }),
+  S('storeWorker', 'bool', 'SQLite: run uplink commits in a worker thread'),
   S('writeBufferBytes', 'bytes', 'per-connection output buffered before backpressure', {
     min: 1024,
     max: 1024 ** 3,

@@ -1,7 +1,9 @@
 // The embedded store: SQLite (better-sqlite3, WAL) in the data dir. One process owns the file.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ROW_STRIDE, UplinkAppender, type FlatFailures, type FlatRows } from './sqlite-append.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -21,6 +23,8 @@ export interface SqliteStoreOptions {
   path: string;
   /** 'full' fsyncs the WAL on every commit (survives power loss); 'normal' survives process crashes only. */
   sync?: 'full' | 'normal';
+  /** Run uplink appends in a worker thread (a second connection), off the event loop. */
+  worker?: boolean;
 }
 
 const SCHEMA = `
@@ -110,14 +114,6 @@ interface DeviceDbRow {
 }
 
 const KIND_CODE = { telemetry: 0, event: 1 } as const;
-const SEQ_CACHE_MAX = 200_000;
-
-interface VehicleSeqState {
-  lastSeq: number;
-  /** Parsed lazily: vehicles that send only events never need it. */
-  latest: Record<string, unknown> | undefined;
-  latestJson: string;
-}
 const KIND_NAME = ['telemetry', 'event'] as const;
 
 function toVehicle(r: VehicleDbRow): VehicleRow {
@@ -175,31 +171,17 @@ export class SqliteStore implements Store {
   readonly capabilities: StoreCapabilities = { engine: 'sqlite', partialAppend: false };
   private db: Database.Database | undefined;
   private stmts: ReturnType<SqliteStore['prepare']> | undefined;
-  private appendTx:
-    | ((writes: readonly UplinkWrite[]) => {
-        failures: Map<string, AppendFailure>;
-        updates: [string, VehicleSeqState][];
-      })
-    | undefined;
-  /**
-   * Per-vehicle seq state and latest, as committed: spares a SELECT and a JSON parse per vehicle
-   * per group commit. This process owns the database file, so nothing else changes these rows.
-   */
-  private readonly seqCache = new Map<string, VehicleSeqState>();
+  /** In-process appends (no worker). */
+  private appender: UplinkAppender | undefined;
+  /** The worker thread running appends on its own connection, with its pending calls. */
+  private worker: Worker | undefined;
+  private readonly calls = new Map<
+    number,
+    { resolve(f: FlatFailures): void; reject(e: Error): void }
+  >();
+  private nextCall = 0;
 
-  private seqState(vehicleId: string): VehicleSeqState {
-    let st = this.seqCache.get(vehicleId);
-    if (st === undefined) {
-      const row = this.s.vehicleSeq.get(vehicleId) as
-        { last_seq: number; latest: string } | undefined;
-      st = { lastSeq: row?.last_seq ?? 0, latest: undefined, latestJson: row?.latest ?? '{}' };
-      // Bounded: a cache miss only costs the SELECT again.
-      if (this.seqCache.size >= SEQ_CACHE_MAX) this.seqCache.clear();
-      this.seqCache.set(vehicleId, st);
-    }
-    return st;
-  }
-  private createCommandTx: ((cmd: NewCommand) => CommandRow) | undefined;
+  private createCommandTx: Database.Transaction<(cmd: NewCommand) => CommandRow> | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {}
 
@@ -214,52 +196,8 @@ export class SqliteStore implements Store {
     this.db = db;
     const s = (this.stmts = this.prepare(db));
 
-    this.appendTx = db.transaction((writes: readonly UplinkWrite[]) => {
-      const failures = new Map<string, AppendFailure>();
-      const updates: [string, VehicleSeqState][] = [];
-      let i = 0;
-      while (i < writes.length) {
-        const vehicleId = writes[i]!.vehicleId;
-        let j = i + 1;
-        while (j < writes.length && writes[j]!.vehicleId === vehicleId) j++;
-        const st = this.seqState(vehicleId);
-        let ok = writes[i]!.seq === st.lastSeq + 1;
-        for (let k = i + 1; ok && k < j; k++) ok = writes[k]!.seq === writes[k - 1]!.seq + 1;
-        if (!ok) {
-          failures.set(vehicleId, { kind: 'conflict', lastSeq: st.lastSeq });
-          i = j;
-          continue;
-        }
-        let latest: Record<string, unknown> | undefined;
-        for (let k = i; k < j; k++) {
-          const rec = writes[k]!.record;
-          if (rec === null) continue;
-          s.insertUplink.run(
-            vehicleId,
-            writes[k]!.seq,
-            KIND_CODE[rec.kind],
-            rec.timestamp,
-            rec.receivedAt,
-            rec.traceparent ?? null,
-            JSON.stringify(rec.data),
-          );
-          if (rec.kind === 'telemetry') {
-            // A copy: the cached state changes only once the transaction committed.
-            latest ??= { ...(st.latest ??= JSON.parse(st.latestJson) as Record<string, unknown>) };
-            // Only keys the stored record carries: an undefined value is dropped by JSON.stringify
-            // and must not erase the key an earlier seq set.
-            for (const [k, v] of Object.entries(rec.data)) if (v !== undefined) latest[k] = v;
-          }
-        }
-        const lastSeq = writes[j - 1]!.seq;
-        const latestJson = latest === undefined ? st.latestJson : JSON.stringify(latest);
-        s.upsertVehicleSeq.run(vehicleId, lastSeq, latestJson);
-        updates.push([vehicleId, { lastSeq, latest: latest ?? st.latest, latestJson }]);
-        i = j;
-      }
-      // Committed (the transaction function returns only then): the cache follows.
-      return { failures, updates };
-    });
+    if (this.options.worker === true && this.options.path !== ':memory:') await this.startWorker();
+    else this.appender = new UplinkAppender(db);
 
     this.createCommandTx = db.transaction((cmd: NewCommand) => {
       s.ensureVehicle.run(cmd.vehicleId);
@@ -281,15 +219,7 @@ export class SqliteStore implements Store {
 
   private prepare(db: Database.Database) {
     return {
-      vehicleSeq: db.prepare('SELECT last_seq, latest FROM vehicles WHERE id = ?'),
       // markSeen and createCommand may have created the row already (with seq 0 and '{}').
-      upsertVehicleSeq: db.prepare(
-        `INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest`,
-      ),
-      insertUplink: db.prepare(
-        'INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
       listUplink: db.prepare(
         'SELECT vehicle_id, seq, kind, ts, received_at, traceparent, data FROM uplink WHERE vehicle_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
@@ -348,8 +278,16 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     const db = this.db;
+    const worker = this.worker;
     this.db = undefined;
     this.stmts = undefined;
+    this.appender = undefined;
+    this.worker = undefined;
+    if (worker !== undefined) {
+      const exited = new Promise((r) => worker.once('exit', r));
+      worker.postMessage({ close: true });
+      await exited;
+    }
     db?.close();
   }
 
@@ -358,10 +296,69 @@ export class SqliteStore implements Store {
   }
 
   async appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>> {
-    if (this.appendTx === undefined) throw new Error('store is not open');
-    const { failures, updates } = this.appendTx(writes);
-    for (const [id, st] of updates) this.seqCache.set(id, st);
+    const rows: FlatRows = new Array<string | number | null>(writes.length * ROW_STRIDE);
+    let o = 0;
+    for (const w of writes) {
+      const rec = w.record;
+      rows[o++] = w.vehicleId;
+      rows[o++] = w.seq;
+      rows[o++] = rec === null ? -1 : KIND_CODE[rec.kind];
+      rows[o++] = rec === null ? 0 : rec.timestamp;
+      rows[o++] = rec === null ? 0 : rec.receivedAt;
+      rows[o++] = rec?.traceparent ?? null;
+      rows[o++] = rec === null ? null : JSON.stringify(rec.data);
+    }
+    let flat: FlatFailures;
+    if (this.worker !== undefined) flat = await this.callWorker(rows);
+    else if (this.appender !== undefined) flat = this.appender.append(rows);
+    else throw new Error('store is not open');
+    const failures = new Map<string, AppendFailure>();
+    for (let i = 0; i < flat.length; i += 2) {
+      failures.set(flat[i] as string, { kind: 'conflict', lastSeq: flat[i + 1] as number });
+    }
     return failures;
+  }
+
+  private callWorker(rows: FlatRows): Promise<FlatFailures> {
+    const id = ++this.nextCall;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker!.postMessage({ id, rows });
+    });
+  }
+
+  /**
+   * Uplink appends in a worker thread: the commit (and its fsync) runs on the second core instead of
+   * blocking the event loop. WAL lets the main connection read and write the other tables meanwhile.
+   */
+  private async startWorker(): Promise<void> {
+    const here = new URL(import.meta.url);
+    // Built: dist/store/sqlite-worker.js beside this file. From source (tests under tsx), the built copy.
+    const url = here.pathname.endsWith('.ts')
+      ? new URL('../../dist/store/sqlite-worker.js', here)
+      : new URL('./sqlite-worker.js', here);
+    if (!existsSync(url))
+      throw new Error(`SQLite worker script missing: ${url.pathname} (run npm run build)`);
+    const worker = new Worker(url, {
+      workerData: { path: this.options.path, sync: this.options.sync ?? 'full' },
+    });
+    worker.on('message', (msg: { id: number; failures?: FlatFailures; error?: string }) => {
+      const call = this.calls.get(msg.id);
+      if (call === undefined) return;
+      this.calls.delete(msg.id);
+      if (msg.error !== undefined) call.reject(new Error(msg.error));
+      else call.resolve(msg.failures ?? []);
+    });
+    const fail = (err: Error): void => {
+      for (const c of this.calls.values()) c.reject(err);
+      this.calls.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = undefined;
+      fail(new Error(`SQLite worker exited (${code})`));
+    });
+    this.worker = worker;
   }
 
   async listUplink(vehicleId: string, afterSeq: number, limit: number): Promise<UplinkRecord[]> {
@@ -398,7 +395,7 @@ export class SqliteStore implements Store {
 
   async createCommand(cmd: NewCommand): Promise<CommandRow> {
     if (this.createCommandTx === undefined) throw new Error('store is not open');
-    return this.createCommandTx(cmd);
+    return this.createCommandTx.immediate(cmd);
   }
 
   async getCommand(id: string): Promise<CommandRow | undefined> {

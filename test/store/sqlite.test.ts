@@ -18,13 +18,16 @@ const SQLITE_MODULE = pathToFileURL(join(REPO_ROOT, 'src/store/sqlite.ts')).href
 
 type Sync = 'full' | 'normal';
 
-async function sqliteHarness(sync: Sync): Promise<StoreHarness & { dir: string; path: string }> {
+async function sqliteHarness(
+  sync: Sync,
+  worker = false,
+): Promise<StoreHarness & { dir: string; path: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'vmcp-store-'));
   // A parent directory that does not exist yet: open() creates it.
   const path = join(dir, 'data', 'vmcp.db');
   const opened: SqliteStore[] = [];
   const reopen = async () => {
-    const s = new SqliteStore({ path, sync });
+    const s = new SqliteStore({ path, sync, worker });
     await s.open();
     opened.push(s);
     return s;
@@ -51,6 +54,8 @@ async function sqliteHarness(sync: Sync): Promise<StoreHarness & { dir: string; 
 for (const sync of ['full', 'normal'] as const) {
   storeContract(`SqliteStore (sync ${sync})`, () => sqliteHarness(sync));
 }
+// Uplink appends in a worker thread (the built dist/store/sqlite-worker.js; npm test builds first).
+storeContract('SqliteStore (sync full, worker thread)', () => sqliteHarness('full', true));
 
 describe('SqliteStore specifics', () => {
   let h: Awaited<ReturnType<typeof sqliteHarness>>;
