@@ -185,12 +185,15 @@ export class Downlink {
       }
       state.inflight.add(row.seq);
       if (row.status === 'pending') {
-        const updated = await this.gw.store.transitionCommand(
-          row.id,
-          ['pending'],
-          'delivered',
-          now,
-        );
+        let updated: CommandRow | undefined;
+        try {
+          updated = await this.gw.store.transitionCommand(row.id, ['pending'], 'delivered', now);
+        } catch (err) {
+          // Store unavailable: the command goes back to the front of the queue, still pending.
+          state.inflight.delete(row.seq);
+          state.queue.unshift(row);
+          throw err;
+        }
         if (updated === undefined) {
           // Cancelled or expired meanwhile: never sent.
           state.inflight.delete(row.seq);

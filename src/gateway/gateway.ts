@@ -124,6 +124,8 @@ export class Gateway {
   uplinkPaused = false;
 
   private readonly closingSince = new Map<Session, number>();
+  /** Ended sessions whose uplink is still in a commit, by vehicle: a new CONNECT waits for them. */
+  private readonly settling = new Map<string, Session>();
   private readonly paused = new Set<Session>();
   private readonly vehicleLocks = new Map<string, Promise<void>>();
   private readonly authFailures = new Map<string, { count: number; since: number }>();
@@ -246,6 +248,12 @@ export class Gateway {
         );
     }
     this.downlink.detach(s);
+    if (s.vehicleId !== '' && s.inflight > 0) {
+      this.settling.set(s.vehicleId, s);
+      void this.uplink.settle(s).then(() => {
+        if (this.settling.get(s.vehicleId) === s) this.settling.delete(s.vehicleId);
+      });
+    }
   }
 
   lingerUntilClosed(s: Session): void {
@@ -504,6 +512,10 @@ export class Gateway {
       old.disconnect(DisconnectReason.TAKEN_OVER, 'taken over by a new session');
       await this.uplink.settle(old);
     }
+    // A session of this vehicle that already ended may still have uplink in a commit: wait for it too,
+    // or NEXT_UPLINK_SEQ could be read before those seqs are durable.
+    const ended = this.settling.get(id);
+    if (ended !== undefined && ended !== s) await this.uplink.settle(ended);
     if (s.state !== 'connecting') return;
     this.sessions.set(id, s);
     s.vehicleId = id;
