@@ -239,10 +239,13 @@ export class Gateway {
         );
       }
     }
-    if (this.cluster !== undefined && s.vehicleId !== '' && s.id !== '') {
-      // Removes the registry entry only if it still names this session (a newer claim stays).
-      this.cluster
-        .release(s.vehicleId, s.id)
+    const cluster = this.cluster;
+    if (cluster !== undefined && s.vehicleId !== '' && s.id !== '') {
+      // Released once its uplink is durable, so a CONNECT on another node meanwhile still finds this
+      // session and waits for it. Only removes the entry if it still names this session.
+      void this.uplink
+        .settle(s)
+        .then(() => cluster.release(s.vehicleId, s.id))
         .catch((err: unknown) =>
           this.logger.warn({ err: String(err), vehicleId: s.vehicleId }, 'registry release failed'),
         );
@@ -793,6 +796,9 @@ export class Gateway {
           else s.close('taken over on another node');
           await this.uplink.settle(s);
         }
+        // An ended session whose uplink is still in a commit: answer once it is durable.
+        const ended = this.settling.get(msg.vehicleId);
+        if (ended !== undefined && ended.id === msg.sessionId) await this.uplink.settle(ended);
         return { ok: true };
       }
       case 'kick': {

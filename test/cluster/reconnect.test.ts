@@ -1,0 +1,73 @@
+// A vehicle that drops on node A with uplink still in a commit and reconnects at once on node B gets
+// the exact NEXT_UPLINK_SEQ: A keeps the registry entry until its writes are durable, and B waits (issue 5).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenService } from '../../src/auth/tokens.js';
+import { Cmd, encodeMessage, encodeTelemetry } from '../../src/protocol/index.js';
+import { nodeApi, vehicleOnNode } from '../helpers/cluster.js';
+import { startServe, type ServeProcess } from '../helpers/process.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+
+const SECRET = 'rc-reconnect-secret';
+const ADMIN = 'rc-reconnect-admin';
+let redis: RedisServer;
+let nodes: ServeProcess[] = [];
+let tokens: TokenService;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  tokens = await TokenService.create({ hs256Secret: SECRET });
+  redis = await startRedis();
+  nodes = await Promise.all(
+    [0, 1].map((i) => {
+      const dir = mkdtempSync(join(tmpdir(), `vmcp-rcn${i}-`));
+      dirs.push(dir);
+      // A long commit interval keeps writes pending long enough to move to the other node in between.
+      return startServe(
+        [
+          '--store',
+          'redis',
+          '--redis-url',
+          redis.url,
+          '--data-dir',
+          dir,
+          '--commit-interval-ms',
+          '300',
+        ],
+        { VMCP_JWT_SECRET: SECRET, VMCP_ADMIN_TOKEN: ADMIN },
+      );
+    }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  for (const n of nodes) {
+    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
+    await n.exited;
+  }
+  await redis?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('moving to another node with uplink in flight', () => {
+  it('the CONNACK on node B reports NEXT_UPLINK_SEQ after node A committed', async () => {
+    const id = 'VIN-RCN-1';
+    const a = await vehicleOnNode(nodes[0]!, tokens, id, ['telemetry:publish']);
+    const frames = Array.from({ length: 20 }, (_, i) =>
+      encodeMessage(Cmd.TELEMETRY, encodeTelemetry({ seq: i + 1, timestamp: 1764000000000 + i })),
+    );
+    a.v.sendRaw(Buffer.concat(frames));
+    await new Promise((r) => setTimeout(r, 50));
+    a.v.close();
+    await a.v.waitClosed();
+    const b = await vehicleOnNode(nodes[1]!, tokens, id, ['telemetry:publish']);
+    expect(b.next).toBe(21);
+    const view = (await nodeApi(nodes[1]!, ADMIN, 'GET', `/api/v1/vehicles/${id}`)).body as {
+      lastUplinkSeq: number;
+    };
+    expect(view.lastUplinkSeq).toBe(20);
+    b.v.close();
+  });
+});
