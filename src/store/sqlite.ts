@@ -182,6 +182,12 @@ export class SqliteStore implements Store {
   private nextCall = 0;
 
   private createCommandTx: Database.Transaction<(cmd: NewCommand) => CommandRow> | undefined;
+  private seenQueue: {
+    vehicleId: string;
+    at: number;
+    resolve(row: VehicleRow): void;
+    reject(err: Error): void;
+  }[] = [];
 
   constructor(private readonly options: SqliteStoreOptions) {}
 
@@ -371,9 +377,30 @@ export class SqliteStore implements Store {
     return this.s.prune.run(id, before).changes;
   }
 
-  async markSeen(vehicleId: string, at: number): Promise<VehicleRow> {
-    this.s.markSeen.run(vehicleId, at, at);
-    return toVehicle(this.s.getVehicle.get(vehicleId) as VehicleDbRow);
+  /**
+   * Group commit for CONNECTs: every markSeen of one event-loop turn shares one transaction (and one
+   * fsync with store-sync full), so a reconnect storm is not bound by one disk flush per vehicle.
+   */
+  markSeen(vehicleId: string, at: number): Promise<VehicleRow> {
+    return new Promise((resolve, reject) => {
+      this.seenQueue.push({ vehicleId, at, resolve, reject });
+      if (this.seenQueue.length === 1) setImmediate(() => this.flushSeen());
+    });
+  }
+
+  private flushSeen(): void {
+    const queue = this.seenQueue;
+    this.seenQueue = [];
+    try {
+      const s = this.s;
+      const rows = this.db!.transaction(() => {
+        for (const q of queue) s.markSeen.run(q.vehicleId, q.at, q.at);
+        return queue.map((q) => toVehicle(s.getVehicle.get(q.vehicleId) as VehicleDbRow));
+      }).immediate();
+      queue.forEach((q, i) => q.resolve(rows[i]!));
+    } catch (err) {
+      for (const q of queue) q.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   async getVehicle(vehicleId: string): Promise<VehicleRow | undefined> {
