@@ -34,7 +34,9 @@ export class UplinkAppender {
   private readonly selectSeq: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly upsert: Database.Statement;
-  private readonly tx: Database.Transaction<(rows: FlatRows) => AppendOutcome>;
+  private readonly tx: Database.Transaction<
+    (rows: FlatRows, datas?: readonly unknown[]) => AppendOutcome
+  >;
 
   constructor(db: Database.Database) {
     this.selectSeq = db.prepare('SELECT last_seq, latest FROM vehicles WHERE id = ?');
@@ -46,7 +48,7 @@ export class UplinkAppender {
       `INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest`,
     );
-    this.tx = db.transaction((rows: FlatRows) => this.run(rows));
+    this.tx = db.transaction((rows: FlatRows, datas?: readonly unknown[]) => this.run(rows, datas));
   }
 
   private state(vehicleId: string): VehicleSeqState {
@@ -61,7 +63,7 @@ export class UplinkAppender {
     return st;
   }
 
-  private run(rows: FlatRows): AppendOutcome {
+  private run(rows: FlatRows, datas: readonly unknown[] | undefined): AppendOutcome {
     const failures: FlatFailures = [];
     const updates: [string, VehicleSeqState][] = [];
     const n = rows.length;
@@ -97,7 +99,9 @@ export class UplinkAppender {
           // A copy: the cached state changes only once the transaction committed.
           latest ??= { ...(st.latest ??= JSON.parse(st.latestJson) as Record<string, unknown>) };
           // Only keys the stored record carries (JSON has no undefined values).
-          Object.assign(latest, JSON.parse(dataJson) as Record<string, unknown>);
+          // In-process callers pass the data objects along (no parse); the worker parses the JSON.
+          const data = (datas?.[k / ROW_STRIDE] ?? JSON.parse(dataJson)) as Record<string, unknown>;
+          for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
         }
       }
       const lastSeq = rows[j - ROW_STRIDE + 1] as number;
@@ -110,10 +114,10 @@ export class UplinkAppender {
   }
 
   /** Runs the transaction; the cache follows only what committed. Throws when SQLite does. */
-  append(rows: FlatRows): FlatFailures {
+  append(rows: FlatRows, datas?: readonly unknown[]): FlatFailures {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
-    const { failures, updates } = this.tx.immediate(rows);
+    const { failures, updates } = this.tx.immediate(rows, datas);
     for (const [id, st] of updates) this.cache.set(id, st);
     return failures;
   }

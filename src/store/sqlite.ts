@@ -316,8 +316,12 @@ export class SqliteStore implements Store {
     }
     let flat: FlatFailures;
     if (this.worker !== undefined) flat = await this.callWorker(rows);
-    else if (this.appender !== undefined) flat = this.appender.append(rows);
-    else throw new Error('store is not open');
+    else if (this.appender !== undefined) {
+      flat = this.appender.append(
+        rows,
+        writes.map((w) => w.record?.data),
+      );
+    } else throw new Error('store is not open');
     const failures = new Map<string, AppendFailure>();
     for (let i = 0; i < flat.length; i += 2) {
       failures.set(flat[i] as string, { kind: 'conflict', lastSeq: flat[i + 1] as number });
