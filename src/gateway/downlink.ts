@@ -279,6 +279,8 @@ export class Downlink {
     const row = state?.known.get(ack.seq);
     if (state == null || row === undefined) return;
     if (ack.result === CommandResult.IN_PROGRESS) return;
+    // 4.1: at EXPIRES_AT the command is expired, whatever arrives later (the sweep records it).
+    if (row.expiresAt <= this.gw.clock.now()) return;
     const status: CommandStatus = RESULT_STATUS[ack.result]!;
     const result = parseResultPayload(ack.resultPayload);
     this.forget(state, ack.seq);

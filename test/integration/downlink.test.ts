@@ -251,3 +251,17 @@ describe('sensor reads', () => {
     v.close();
   });
 });
+
+describe('results after EXPIRES_AT', () => {
+  it('ignores a final COMMAND_ACK that arrives after the command expired: it stays expired', async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    const c = await post(id, { name: 'short', ttlMs: 300 });
+    const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
+    await new Promise((r) => setTimeout(r, 400));
+    ack(v, cmd.seq, CommandResult.SUCCEEDED, '{"late":true}');
+    await eventually(async () => (await command(c.id)).status === 'expired', 5_000);
+    expect((await command(c.id)).result).toBeNull();
+    v.close();
+  });
+});
