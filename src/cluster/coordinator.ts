@@ -67,7 +67,8 @@ export interface CoordinatorHandlers {
 type Client = Redis | Cluster;
 
 function connect(urls: string[]): Client {
-  const common = { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: false };
+  // commandTimeout: a Redis that accepts connections but does not answer fails calls instead of hanging.
+  const common = { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: false, commandTimeout: 5_000 };
   if (urls.length === 1)
     return new Redis(urls[0]!, {
       ...common,

@@ -87,6 +87,7 @@ const SWEEP_MS = 500;
 const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
 const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
 const RETENTION_EVERY_MS = 10_000;
+const CONNECT_PROCESSING_LIMIT = 3; // × connectTimeoutMs for a CONNECT being authenticated and accepted
 const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
 const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
 const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
@@ -634,6 +635,15 @@ export class Gateway {
       if (s.state === 'connecting') {
         if (!s.connectStarted && now - s.openedAt >= cfg.connectTimeoutMs) {
           s.close('CONNECT timeout');
+          continue;
+        }
+        // A CONNECT whose processing hangs (a store or registry that does not answer) is dropped
+        // too, later: the vehicle retries with backoff instead of holding a socket forever.
+        if (
+          s.connectStarted &&
+          now - s.openedAt >= CONNECT_PROCESSING_LIMIT * cfg.connectTimeoutMs
+        ) {
+          s.close('CONNECT processing timeout');
           continue;
         }
       } else if (s.state === 'connected') {

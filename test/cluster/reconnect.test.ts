@@ -71,3 +71,50 @@ describe('moving to another node with uplink in flight', () => {
     b.v.close();
   });
 });
+
+describe('a Redis that stops answering', () => {
+  it('a CONNECT that cannot be processed is closed after 3 × the connect timeout, and the node recovers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmcp-rcn-stall-'));
+    dirs.push(dir);
+    const node = await startServe(
+      [
+        '--store',
+        'redis',
+        '--redis-url',
+        redis.url,
+        '--data-dir',
+        dir,
+        '--connect-timeout-ms',
+        '300',
+      ],
+      { VMCP_JWT_SECRET: SECRET, VMCP_ADMIN_TOKEN: ADMIN },
+    );
+    nodes.push(node);
+    const { TestVehicle } = await import('../helpers/vehicle.js');
+    const pid = Number(
+      /process_id:(\d+)/.exec(
+        await (await import('../helpers/redis.js')).rawCommand(redis.port, 'INFO server'),
+      )![1],
+    );
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const v = await TestVehicle.open(node.vehiclePort);
+      const id = 'VIN-RCN-STALL';
+      const token = await tokens.sign({
+        subject: id,
+        scopes: ['telemetry:publish'],
+        ttlMs: 3600_000,
+        nowMs: Date.now(),
+      });
+      const { encodeConnect } = await import('../../src/protocol/index.js');
+      v.send(Cmd.CONNECT, encodeConnect({ versionMin: 1, versionMax: 2, vehicleId: id, token }));
+      await v.waitClosed(5_000);
+      expect(v.inbox.filter((m) => m.code === Cmd.CONNACK && m.data[0] === 0)).toEqual([]);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const after = await vehicleOnNode(node, tokens, 'VIN-RCN-STALL-2', ['telemetry:publish']);
+    expect(after.next).toBe(1);
+    after.v.close();
+  }, 30_000);
+});
