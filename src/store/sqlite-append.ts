@@ -9,63 +9,115 @@ export type FlatRows = (string | number | null)[];
 /** Vehicles not written, as [vehicleId, storedLastSeq, …]. */
 export type FlatFailures = (string | number)[];
 
+/** Uplink rows of a hole: the seq was consumed (REJECTED / FORBIDDEN) but nothing is listed. */
+export const HOLE = -1;
+
 const SEQ_CACHE_MAX = 200_000;
 
-interface AppendOutcome {
-  failures: FlatFailures;
-  updates: [string, VehicleSeqState][];
+/** A vehicle's uplink position and merged latest telemetry. */
+export interface VehicleState {
+  lastSeq: number;
+  latest: Record<string, unknown>;
 }
 
-interface VehicleSeqState {
-  lastSeq: number;
-  /** Parsed lazily: vehicles that send only events never need it. */
-  latest: Record<string, unknown> | undefined;
-  latestJson: string;
+/**
+ * Reads a vehicle's state: the checkpoint in `vehicles` (last_seq, latest, latest_seq) plus every
+ * uplink row after it. The checkpoint is only moved forward now and then (not on every commit), so
+ * the rows after it are the truth the checkpoint has not caught up with yet.
+ */
+export class VehicleStateReader {
+  private readonly checkpoint: Database.Statement;
+  private readonly after: Database.Statement;
+
+  constructor(db: Database.Database) {
+    this.checkpoint = db.prepare('SELECT last_seq, latest, latest_seq FROM vehicles WHERE id = ?');
+    this.after = db.prepare(
+      'SELECT seq, kind, data FROM uplink WHERE vehicle_id = ? AND seq > ? ORDER BY seq',
+    );
+  }
+
+  read(vehicleId: string): VehicleState {
+    const cp = this.checkpoint.get(vehicleId) as
+      { last_seq: number; latest: string; latest_seq: number } | undefined;
+    return this.fold(vehicleId, cp?.last_seq ?? 0, cp?.latest ?? '{}', cp?.latest_seq ?? 0);
+  }
+
+  /** The state from a checkpoint row the caller already read. */
+  fold(vehicleId: string, lastSeq: number, latestJson: string, latestSeq: number): VehicleState {
+    const latest = JSON.parse(latestJson) as Record<string, unknown>;
+    let last = Math.max(lastSeq, latestSeq);
+    for (const r of this.after.iterate(vehicleId, latestSeq) as Iterable<{
+      seq: number;
+      kind: number;
+      data: string | null;
+    }>) {
+      if (r.seq > last) last = r.seq;
+      if (r.kind === 0 && r.data !== null)
+        Object.assign(latest, JSON.parse(r.data) as Record<string, unknown>);
+    }
+    return { lastSeq: last, latest };
+  }
+}
+
+interface CachedState extends VehicleState {
+  /** The checkpoint is behind this state: written at the next flush. */
+  dirty: boolean;
 }
 
 /**
  * Appends uplink rows in one transaction: for each vehicle (rows grouped by vehicle, seqs ascending)
- * the first seq must follow the stored last seq; its records are inserted, its latest telemetry state
- * merged (each key from the highest seq) and its last seq set. The committed per-vehicle state is
- * cached: this appender is the only writer of those columns.
+ * the first seq must follow its last consumed seq; its records (and holes) are inserted. Nothing else
+ * is written per commit: the per-vehicle state (last seq, latest) lives in a cache and reaches the
+ * `vehicles` checkpoint in flush(), every few seconds. After a crash the rows after the checkpoint
+ * rebuild it exactly (VehicleStateReader).
  */
 export class UplinkAppender {
-  private readonly cache = new Map<string, VehicleSeqState>();
-  private readonly selectSeq: Database.Statement;
+  private readonly cache = new Map<string, CachedState>();
+  private readonly dirty = new Set<string>();
+  private readonly reader: VehicleStateReader;
   private readonly insert: Database.Statement;
-  private readonly upsert: Database.Statement;
+  private readonly writeCheckpoint: Database.Statement;
   private readonly tx: Database.Transaction<
-    (rows: FlatRows, datas?: readonly unknown[]) => AppendOutcome
+    (rows: FlatRows, datas?: readonly unknown[]) => [string, CachedState][]
   >;
+  private readonly flushTx: Database.Transaction<(ids: string[]) => void>;
+  private failures: FlatFailures = [];
 
   constructor(db: Database.Database) {
-    this.selectSeq = db.prepare('SELECT last_seq, latest FROM vehicles WHERE id = ?');
+    this.reader = new VehicleStateReader(db);
     this.insert = db.prepare(
       'INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
-    // markSeen and createCommand may have created the row already (with seq 0 and '{}').
-    this.upsert = db.prepare(
-      `INSERT INTO vehicles (id, last_seq, latest) VALUES (?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest`,
+    // markSeen and createCommand may have created the row; a checkpoint only ever moves forward.
+    this.writeCheckpoint = db.prepare(
+      `INSERT INTO vehicles (id, last_seq, latest, latest_seq) VALUES (?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest, latest_seq = excluded.latest_seq
+       WHERE excluded.latest_seq > vehicles.latest_seq`,
     );
     this.tx = db.transaction((rows: FlatRows, datas?: readonly unknown[]) => this.run(rows, datas));
+    this.flushTx = db.transaction((ids: string[]) => {
+      for (const id of ids) {
+        const st = this.cache.get(id);
+        if (st === undefined || !st.dirty) continue;
+        this.writeCheckpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+      }
+    });
   }
 
-  private state(vehicleId: string): VehicleSeqState {
+  private state(vehicleId: string): CachedState {
     let st = this.cache.get(vehicleId);
     if (st === undefined) {
-      const row = this.selectSeq.get(vehicleId) as { last_seq: number; latest: string } | undefined;
-      st = { lastSeq: row?.last_seq ?? 0, latest: undefined, latestJson: row?.latest ?? '{}' };
-      // Bounded: a cache miss only costs the SELECT again.
-      if (this.cache.size >= SEQ_CACHE_MAX) this.cache.clear();
+      // Bounded. Entries not yet checkpointed are flushed first (a miss rebuilds from rows anyway).
+      if (this.cache.size >= SEQ_CACHE_MAX) this.flush(true);
+      st = { ...this.reader.read(vehicleId), dirty: false };
       this.cache.set(vehicleId, st);
     }
     return st;
   }
 
-  private run(rows: FlatRows, datas: readonly unknown[] | undefined): AppendOutcome {
-    const failures: FlatFailures = [];
-    const updates: [string, VehicleSeqState][] = [];
+  private run(rows: FlatRows, datas: readonly unknown[] | undefined): [string, CachedState][] {
+    const updates: [string, CachedState][] = [];
+    this.failures = [];
     const n = rows.length;
     let i = 0;
     while (i < n) {
@@ -77,15 +129,14 @@ export class UplinkAppender {
       for (let k = i + ROW_STRIDE; ok && k < j; k += ROW_STRIDE)
         ok = rows[k + 1] === (rows[k + 1 - ROW_STRIDE] as number) + 1;
       if (!ok) {
-        failures.push(vehicleId, st.lastSeq);
+        this.failures.push(vehicleId, st.lastSeq);
         i = j;
         continue;
       }
       let latest: Record<string, unknown> | undefined;
       for (let k = i; k < j; k += ROW_STRIDE) {
         const kind = rows[k + 2] as number;
-        if (kind < 0) continue; // a hole: the seq is consumed, nothing is stored
-        const dataJson = rows[k + 6] as string;
+        const dataJson = rows[k + 6] as string | null;
         this.insert.run(
           vehicleId,
           rows[k + 1],
@@ -95,30 +146,46 @@ export class UplinkAppender {
           rows[k + 5],
           dataJson,
         );
-        if (kind === 0) {
+        if (kind === 0 && dataJson !== null) {
           // A copy: the cached state changes only once the transaction committed.
-          latest ??= { ...(st.latest ??= JSON.parse(st.latestJson) as Record<string, unknown>) };
-          // Only keys the stored record carries (JSON has no undefined values).
+          latest ??= { ...st.latest };
           // In-process callers pass the data objects along (no parse); the worker parses the JSON.
           const data = (datas?.[k / ROW_STRIDE] ?? JSON.parse(dataJson)) as Record<string, unknown>;
           for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
         }
       }
-      const lastSeq = rows[j - ROW_STRIDE + 1] as number;
-      const latestJson = latest === undefined ? st.latestJson : JSON.stringify(latest);
-      this.upsert.run(vehicleId, lastSeq, latestJson);
-      updates.push([vehicleId, { lastSeq, latest: latest ?? st.latest, latestJson }]);
+      updates.push([
+        vehicleId,
+        { lastSeq: rows[j - ROW_STRIDE + 1] as number, latest: latest ?? st.latest, dirty: true },
+      ]);
       i = j;
     }
-    return { failures, updates };
+    return updates;
   }
 
   /** Runs the transaction; the cache follows only what committed. Throws when SQLite does. */
   append(rows: FlatRows, datas?: readonly unknown[]): FlatFailures {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
-    const { failures, updates } = this.tx.immediate(rows, datas);
-    for (const [id, st] of updates) this.cache.set(id, st);
-    return failures;
+    const updates = this.tx.immediate(rows, datas);
+    for (const [id, st] of updates) {
+      this.cache.set(id, st);
+      this.dirty.add(id);
+    }
+    return this.failures;
+  }
+
+  /** Moves the checkpoints of vehicles that changed since the last flush (one transaction). */
+  flush(clear = false): void {
+    if (this.dirty.size > 0) {
+      const ids = [...this.dirty];
+      this.flushTx.immediate(ids);
+      for (const id of ids) {
+        const st = this.cache.get(id);
+        if (st !== undefined) st.dirty = false;
+      }
+      this.dirty.clear();
+    }
+    if (clear) this.cache.clear();
   }
 }

@@ -15,13 +15,32 @@ db.pragma(`synchronous = ${sync === 'normal' ? 'NORMAL' : 'FULL'}`);
 db.pragma('busy_timeout = 5000');
 const appender = new UplinkAppender(db);
 
-parentPort!.on('message', (msg: { id: number; rows: FlatRows } | { close: true }) => {
+// Checkpoints every few seconds, as the in-process appender does.
+const timer = setInterval(() => {
+  try {
+    appender.flush();
+  } catch {
+    // Busy or failing: the next tick tries again; the uplink rows keep the truth.
+  }
+}, 2_000);
+
+parentPort!.on('message', (msg: { id: number; rows: FlatRows | null } | { close: true }) => {
   if ('close' in msg) {
-    db.close();
-    parentPort!.close();
+    clearInterval(timer);
+    try {
+      appender.flush();
+    } finally {
+      db.close();
+      parentPort!.close();
+    }
     return;
   }
   try {
+    if (msg.rows === null) {
+      appender.flush();
+      parentPort!.postMessage({ id: msg.id, failures: [] });
+      return;
+    }
     parentPort!.postMessage({ id: msg.id, failures: appender.append(msg.rows) });
   } catch (err) {
     parentPort!.postMessage({

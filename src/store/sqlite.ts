@@ -3,7 +3,14 @@ import Database from 'better-sqlite3';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ROW_STRIDE, UplinkAppender, type FlatFailures, type FlatRows } from './sqlite-append.js';
+import {
+  HOLE,
+  ROW_STRIDE,
+  UplinkAppender,
+  VehicleStateReader,
+  type FlatFailures,
+  type FlatRows,
+} from './sqlite-append.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -32,6 +39,9 @@ CREATE TABLE IF NOT EXISTS vehicles (
   id TEXT PRIMARY KEY,
   last_seq INTEGER NOT NULL DEFAULT 0,
   latest TEXT NOT NULL DEFAULT '{}',
+  -- The checkpoint: last_seq and latest include every uplink row up to latest_seq; rows after it
+  -- are folded in on read (the appender moves the checkpoint every few seconds, not per commit).
+  latest_seq INTEGER NOT NULL DEFAULT 0,
   next_cmd_seq INTEGER NOT NULL DEFAULT 1,
   first_seen INTEGER,
   last_seen INTEGER
@@ -45,7 +55,8 @@ CREATE TABLE IF NOT EXISTS uplink (
   ts INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   traceparent TEXT,
-  data TEXT NOT NULL
+  -- NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
+  data TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uplink_vehicle_seq ON uplink (vehicle_id, seq);
 CREATE TABLE IF NOT EXISTS commands (
@@ -77,6 +88,7 @@ interface VehicleDbRow {
   id: string;
   last_seq: number;
   latest: string;
+  latest_seq: number;
   first_seen: number | null;
   last_seen: number | null;
 }
@@ -114,13 +126,16 @@ interface DeviceDbRow {
 }
 
 const KIND_CODE = { telemetry: 0, event: 1 } as const;
+/** How often per-vehicle checkpoints (last seq, latest) are written. */
+const CHECKPOINT_MS = 2_000;
 const KIND_NAME = ['telemetry', 'event'] as const;
 
-function toVehicle(r: VehicleDbRow): VehicleRow {
+function toVehicle(r: VehicleDbRow, reader: VehicleStateReader): VehicleRow {
+  const st = reader.fold(r.id, r.last_seq, r.latest, r.latest_seq);
   return {
     id: r.id,
-    lastUplinkSeq: r.last_seq,
-    latest: JSON.parse(r.latest) as RecordData,
+    lastUplinkSeq: st.lastSeq,
+    latest: st.latest as RecordData,
     firstSeenAt: r.first_seen,
     lastSeenAt: r.last_seen,
   };
@@ -171,6 +186,9 @@ export class SqliteStore implements Store {
   readonly capabilities: StoreCapabilities = { engine: 'sqlite', partialAppend: false };
   private db: Database.Database | undefined;
   private stmts: ReturnType<SqliteStore['prepare']> | undefined;
+  /** Folds the rows after each vehicle's checkpoint (reads on this connection). */
+  private reader: VehicleStateReader | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
   /** In-process appends (no worker). */
   private appender: UplinkAppender | undefined;
   /** The worker thread running appends on its own connection, with its pending calls. */
@@ -202,8 +220,20 @@ export class SqliteStore implements Store {
     this.db = db;
     const s = (this.stmts = this.prepare(db));
 
+    this.reader = new VehicleStateReader(db);
     if (this.options.worker === true && this.options.path !== ':memory:') await this.startWorker();
-    else this.appender = new UplinkAppender(db);
+    else {
+      const appender = (this.appender = new UplinkAppender(db));
+      // Checkpoints every few seconds; the rows after them are folded in on read meanwhile.
+      this.flushTimer = setInterval(() => {
+        try {
+          appender.flush();
+        } catch {
+          // A busy or failing database: the next tick tries again; rows keep the truth.
+        }
+      }, CHECKPOINT_MS);
+      this.flushTimer.unref();
+    }
 
     this.createCommandTx = db.transaction((cmd: NewCommand) => {
       s.ensureVehicle.run(cmd.vehicleId);
@@ -227,21 +257,34 @@ export class SqliteStore implements Store {
     return {
       // markSeen and createCommand may have created the row already (with seq 0 and '{}').
       listUplink: db.prepare(
-        'SELECT vehicle_id, seq, kind, ts, received_at, traceparent, data FROM uplink WHERE vehicle_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+        'SELECT vehicle_id, seq, kind, ts, received_at, traceparent, data FROM uplink WHERE vehicle_id = ? AND seq > ? AND kind >= 0 ORDER BY seq LIMIT ?',
       ),
       pruneCandidate: db.prepare(
         'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
       ),
       prune: db.prepare('DELETE FROM uplink WHERE id <= ? AND received_at < ?'),
+      countRecords: db.prepare(
+        'SELECT count(*) AS n FROM uplink WHERE id <= ? AND received_at < ? AND kind >= 0',
+      ),
+      // Vehicles with rows to delete that their checkpoint does not include yet.
+      uncheckpointed: db.prepare(
+        `SELECT DISTINCT u.vehicle_id FROM uplink u LEFT JOIN vehicles v ON v.id = u.vehicle_id
+         WHERE u.id <= ? AND u.received_at < ? AND u.seq > coalesce(v.latest_seq, 0)`,
+      ),
+      checkpoint: db.prepare(
+        `INSERT INTO vehicles (id, last_seq, latest, latest_seq) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest, latest_seq = excluded.latest_seq
+         WHERE excluded.latest_seq > vehicles.latest_seq`,
+      ),
       markSeen: db.prepare(
         `INSERT INTO vehicles (id, first_seen, last_seen) VALUES (?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET first_seen = coalesce(first_seen, excluded.first_seen), last_seen = excluded.last_seen`,
       ),
       getVehicle: db.prepare(
-        'SELECT id, last_seq, latest, first_seen, last_seen FROM vehicles WHERE id = ? AND first_seen IS NOT NULL',
+        'SELECT id, last_seq, latest, latest_seq, first_seen, last_seen FROM vehicles WHERE id = ? AND first_seen IS NOT NULL',
       ),
       listVehicles: db.prepare(
-        'SELECT id, last_seq, latest, first_seen, last_seen FROM vehicles WHERE first_seen IS NOT NULL AND id > ? ORDER BY id LIMIT ?',
+        'SELECT id, last_seq, latest, latest_seq, first_seen, last_seen FROM vehicles WHERE first_seen IS NOT NULL AND id > ? ORDER BY id LIMIT ?',
       ),
       ensureVehicle: db.prepare('INSERT OR IGNORE INTO vehicles (id) VALUES (?)'),
       takeCommandSeq: db.prepare(
@@ -285,9 +328,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     const db = this.db;
     const worker = this.worker;
+    clearInterval(this.flushTimer);
+    try {
+      this.appender?.flush();
+    } catch {
+      // Closing anyway: the rows after the checkpoints rebuild it on the next open.
+    }
     this.db = undefined;
     this.stmts = undefined;
     this.appender = undefined;
+    this.reader = undefined;
     this.worker = undefined;
     if (worker !== undefined) {
       const exited = new Promise((r) => worker.once('exit', r));
@@ -303,14 +353,15 @@ export class SqliteStore implements Store {
 
   async appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>> {
     const rows: FlatRows = new Array<string | number | null>(writes.length * ROW_STRIDE);
+    const now = Date.now();
     let o = 0;
     for (const w of writes) {
       const rec = w.record;
       rows[o++] = w.vehicleId;
       rows[o++] = w.seq;
-      rows[o++] = rec === null ? -1 : KIND_CODE[rec.kind];
+      rows[o++] = rec === null ? HOLE : KIND_CODE[rec.kind];
       rows[o++] = rec === null ? 0 : rec.timestamp;
-      rows[o++] = rec === null ? 0 : rec.receivedAt;
+      rows[o++] = rec === null ? now : rec.receivedAt;
       rows[o++] = rec?.traceparent ?? null;
       rows[o++] = rec === null ? null : JSON.stringify(rec.data);
     }
@@ -329,7 +380,8 @@ export class SqliteStore implements Store {
     return failures;
   }
 
-  private callWorker(rows: FlatRows): Promise<FlatFailures> {
+  /** An append (rows), or with `null` a checkpoint flush; resolves with the append's failures. */
+  private callWorker(rows: FlatRows | null): Promise<FlatFailures> {
     const id = ++this.nextCall;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
@@ -376,9 +428,26 @@ export class SqliteStore implements Store {
   }
 
   async pruneUplink(before: number, limit: number): Promise<number> {
-    const { id } = this.s.pruneCandidate.get(limit, before) as { id: number | null };
-    if (id === null) return 0;
-    return this.s.prune.run(id, before).changes;
+    // Checkpoints first: rows about to go must not be the only record of a vehicle's state.
+    await this.flushAppender();
+    const s = this.s;
+    return this.db!.transaction(() => {
+      const { id } = s.pruneCandidate.get(limit, before) as { id: number | null };
+      if (id === null) return 0;
+      for (const { vehicle_id } of s.uncheckpointed.all(id, before) as { vehicle_id: string }[]) {
+        const st = this.reader!.read(vehicle_id);
+        s.checkpoint.run(vehicle_id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+      }
+      const { n } = s.countRecords.get(id, before) as { n: number };
+      s.prune.run(id, before);
+      return n;
+    }).immediate();
+  }
+
+  /** Moves the appender's checkpoints (in-process, or in the worker). */
+  private async flushAppender(): Promise<void> {
+    if (this.appender !== undefined) this.appender.flush();
+    else if (this.worker !== undefined) await this.callWorker(null);
   }
 
   /**
@@ -399,7 +468,9 @@ export class SqliteStore implements Store {
       const s = this.s;
       const rows = this.db!.transaction(() => {
         for (const q of queue) s.markSeen.run(q.vehicleId, q.at, q.at);
-        return queue.map((q) => toVehicle(s.getVehicle.get(q.vehicleId) as VehicleDbRow));
+        return queue.map((q) =>
+          toVehicle(s.getVehicle.get(q.vehicleId) as VehicleDbRow, this.reader!),
+        );
       }).immediate();
       queue.forEach((q, i) => q.resolve(rows[i]!));
     } catch (err) {
@@ -409,13 +480,15 @@ export class SqliteStore implements Store {
 
   async getVehicle(vehicleId: string): Promise<VehicleRow | undefined> {
     const r = this.s.getVehicle.get(vehicleId) as VehicleDbRow | undefined;
-    return r === undefined ? undefined : toVehicle(r);
+    return r === undefined ? undefined : toVehicle(r, this.reader!);
   }
 
   async listVehicles(limit: number, cursor: string | null): Promise<VehiclePage> {
     const after = cursor === null ? '' : Buffer.from(cursor, 'base64url').toString('utf8');
     limit = Math.max(1, limit);
-    const rows = (this.s.listVehicles.all(after, limit + 1) as VehicleDbRow[]).map(toVehicle);
+    const rows = (this.s.listVehicles.all(after, limit + 1) as VehicleDbRow[]).map((r) =>
+      toVehicle(r, this.reader!),
+    );
     const more = rows.length > limit;
     if (more) rows.pop();
     return {

@@ -93,15 +93,14 @@ describe('SqliteStore specifics', () => {
       receivedAt: 2,
       data: { speedKmh: seq },
     });
-    // Corrupt the file behind the store's back: an uplink row for B/1 without B's seq state.
+    // A write that SQLite itself refuses (a trigger raising an error for B's insert), so the
+    // transaction fails part-way, after A's row went in.
     const raw = new Database(h.path);
     try {
-      raw
-        .prepare(
-          `INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data)
-           VALUES ('B', 1, 0, 1, 2, NULL, '{}')`,
-        )
-        .run();
+      raw.exec(
+        `CREATE TRIGGER fail_b BEFORE INSERT ON uplink WHEN NEW.vehicle_id = 'B'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+      );
     } finally {
       raw.close();
     }
