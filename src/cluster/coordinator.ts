@@ -68,7 +68,12 @@ type Client = Redis | Cluster;
 
 function connect(urls: string[]): Client {
   // commandTimeout: a Redis that accepts connections but does not answer fails calls instead of hanging.
-  const common = { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: false, commandTimeout: 5_000 };
+  const common = {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+    commandTimeout: 5_000,
+  };
   if (urls.length === 1)
     return new Redis(urls[0]!, {
       ...common,

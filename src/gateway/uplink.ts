@@ -6,7 +6,7 @@ import type { Gateway } from './gateway.js';
 import type { Session } from './session.js';
 
 /** No UPLINK_ACK at this write (a TELEMETRY_BATCH sample other than the last). */
-const NO_ACK = -1;
+export const NO_ACK = -1;
 
 /** One consumed seq waiting for the store, and what to answer once it is durable. */
 interface PendingWrite extends UplinkWrite {
@@ -294,5 +294,3 @@ export class UplinkPipeline {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 }
-
-export { NO_ACK };

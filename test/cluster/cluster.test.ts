@@ -16,7 +16,7 @@ import {
   type DisconnectMessage,
   type UplinkAckMessage,
 } from '../../src/protocol/index.js';
-import { nodeApi, vehicleOnNode } from '../helpers/cluster.js';
+import { killNodes, nodeApi, vehicleOnNode } from '../helpers/cluster.js';
 import { startServe, type ServeProcess } from '../helpers/process.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { TestVehicle } from '../helpers/vehicle.js';
@@ -66,10 +66,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
-    await n.exited;
-  }
+  await killNodes(nodes);
   await redis?.stop();
   for (const d of [...dirs, ...nodeDirs]) rmSync(d, { recursive: true, force: true });
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../src/auth/tokens.js';
 import { Cmd, encodeMessage, encodeTelemetry } from '../../src/protocol/index.js';
-import { nodeApi, vehicleOnNode } from '../helpers/cluster.js';
+import { killNodes, nodeApi, vehicleOnNode } from '../helpers/cluster.js';
 import { startServe, type ServeProcess } from '../helpers/process.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 
@@ -43,10 +43,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
-    await n.exited;
-  }
+  await killNodes(nodes);
   await redis?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

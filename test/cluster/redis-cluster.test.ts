@@ -17,7 +17,7 @@ import {
   type DisconnectMessage,
   type UplinkAckMessage,
 } from '../../src/protocol/index.js';
-import { nodeApi, vehicleOnNode } from '../helpers/cluster.js';
+import { killNodes, nodeApi, vehicleOnNode } from '../helpers/cluster.js';
 import { startServe, type ServeProcess } from '../helpers/process.js';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis.js';
 import { TestVehicle } from '../helpers/vehicle.js';
@@ -57,10 +57,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const n of nodes) {
-    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
-    await n.exited;
-  }
+  await killNodes(nodes);
   await cluster?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

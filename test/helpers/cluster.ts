@@ -36,3 +36,11 @@ export async function vehicleOnNode(
   if (ack.status !== 0) throw new Error(`CONNACK ${ack.status} ${ack.reason}`);
   return { v, next: ack.nextUplinkSeq! };
 }
+
+/** Kills every gateway process still running (SIGKILL) and waits for each to exit. */
+export async function killNodes(nodes: readonly ServeProcess[]): Promise<void> {
+  for (const n of nodes) {
+    if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');
+    await n.exited;
+  }
+}

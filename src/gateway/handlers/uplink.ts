@@ -13,7 +13,7 @@ import {
   type UplinkRecord,
 } from '../../protocol/index.js';
 import { ScopeBit, type Session } from '../session.js';
-import { ADMIT } from '../uplink.js';
+import { ADMIT, NO_ACK } from '../uplink.js';
 
 function record(
   s: Session,
@@ -102,7 +102,6 @@ export function onTelemetryBatch(s: Session, data: Uint8Array): void {
   const from = Math.max(firstSeq, s.uplinkNext);
   if (pipeline.admit(s, firstSeq, last, last - from + 1, true) !== ADMIT) return;
   const allowed = (s.scopes & ScopeBit.TELEMETRY) !== 0;
-  const statuses: number[] = [];
   const records: (UplinkRecord | null)[] = [];
   let batchStatus: number = AckStatus.STORED;
   for (let seq = from; seq <= last; seq++) {
@@ -120,12 +119,11 @@ export function onTelemetryBatch(s: Session, data: Uint8Array): void {
       }
     }
     if (batchStatus === AckStatus.STORED && status !== AckStatus.STORED) batchStatus = status;
-    statuses.push(status);
     records.push(rec);
   }
   for (let seq = from; seq <= last; seq++) {
     const rec = records[seq - from]!;
     // Only the last sample carries the batch's single ack.
-    pipeline.consume(s, seq, rec, seq === last ? batchStatus : -1, last);
+    pipeline.consume(s, seq, rec, seq === last ? batchStatus : NO_ACK, last);
   }
 }
