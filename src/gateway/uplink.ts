@@ -24,7 +24,7 @@ export const ADMIT = -1;
 
 /**
  * Collects consumed uplink seqs from all sessions and commits them in groups: one store call every
- * commitIntervalMs (or as soon as the previous one finishes under load), then the acks. Nothing is
+ * commitIntervalMs (at once after an idle spell, then at most once per interval under load), then the acks. Nothing is
  * acked before the store reports it durable; on a failure nothing is consumed and the vehicles are
  * told THROTTLED so they resend.
  */
@@ -34,6 +34,8 @@ export class UplinkPipeline {
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private idleWaiters: (() => void)[] = [];
+  /** performance.now() when the last commit started: commits start at most once per interval. */
+  private lastCommitAt = -Infinity;
 
   constructor(private readonly gw: Gateway) {}
 
@@ -120,10 +122,20 @@ export class UplinkPipeline {
     this.schedule();
   }
 
+  /**
+   * Starts the next commit when the interval since the last one started has passed (at once when a
+   * full batch waits). Under load, commits go back to back no more often than once per interval, so
+   * each carries rate × interval messages: the per-commit cost (fsync, the pages each commit
+   * rewrites) is shared by more messages, for at most one interval of added latency.
+   */
   private schedule(): void {
     if (this.inFlight || this.timer !== undefined || this.immediate !== undefined) return;
     const interval = this.gw.config.commitIntervalMs;
-    if (interval <= 0 || this.pending.length >= this.gw.config.commitMaxBatch) {
+    const wait =
+      this.pending.length >= this.gw.config.commitMaxBatch
+        ? 0
+        : Math.min(interval, this.lastCommitAt + interval - performance.now());
+    if (wait <= 0) {
       this.immediate = setImmediate(() => {
         this.immediate = undefined;
         void this.flush();
@@ -132,7 +144,7 @@ export class UplinkPipeline {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         void this.flush();
-      }, interval);
+      }, wait);
     }
   }
 
@@ -162,6 +174,7 @@ export class UplinkPipeline {
     let failures: Map<string, AppendFailure> | undefined;
     let error: Error | undefined;
     const started = performance.now();
+    this.lastCommitAt = started;
     if (writes.length > 0) {
       try {
         failures = await this.gw.store.appendUplink(writes);
@@ -196,11 +209,8 @@ export class UplinkPipeline {
     gw.metrics.uplinkPending.set(this.pending.length);
     if (this.pending.length < gw.config.maxPendingUplink / 2) gw.resumeUplink();
     if (this.pending.length > 0) {
-      // Under load the next batch goes as soon as this one is done: the commit time sets the batch size.
-      this.immediate = setImmediate(() => {
-        this.immediate = undefined;
-        void this.flush();
-      });
+      // Under load the next batch goes once this one is done and the interval has passed.
+      this.schedule();
     } else {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];

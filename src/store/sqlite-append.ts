@@ -32,7 +32,8 @@ export class VehicleStateReader {
   constructor(db: Database.Database) {
     this.checkpoint = db.prepare('SELECT last_seq, latest, latest_seq FROM vehicles WHERE id = ?');
     this.after = db.prepare(
-      'SELECT seq, kind, data FROM uplink WHERE vehicle_id = ? AND seq > ? ORDER BY seq',
+      `SELECT u.seq, u.kind, u.data FROM vehicle_keys k JOIN uplink u ON u.vkey = k.key
+       WHERE k.id = ? AND u.seq > ? ORDER BY u.seq`,
     );
   }
 
@@ -60,6 +61,8 @@ export class VehicleStateReader {
 }
 
 interface CachedState extends VehicleState {
+  /** The vehicle's integer key in `vehicle_keys` (what uplink rows and their index hold). */
+  key: number;
   /** The checkpoint is behind this state: written at the next flush. */
   dirty: boolean;
 }
@@ -76,6 +79,8 @@ export class UplinkAppender {
   private readonly dirty = new Set<string>();
   private readonly reader: VehicleStateReader;
   private readonly insert: Database.Statement;
+  private readonly selectKey: Database.Statement;
+  private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
   private readonly tx: Database.Transaction<
     (rows: FlatRows, datas?: readonly unknown[]) => [string, CachedState][]
@@ -86,8 +91,10 @@ export class UplinkAppender {
   constructor(db: Database.Database) {
     this.reader = new VehicleStateReader(db);
     this.insert = db.prepare(
-      'INSERT INTO uplink (vehicle_id, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
+    this.selectKey = db.prepare('SELECT key FROM vehicle_keys WHERE id = ?').pluck();
+    this.insertKey = db.prepare('INSERT INTO vehicle_keys (id) VALUES (?)');
     // markSeen and createCommand may have created the row; a checkpoint only ever moves forward.
     this.writeCheckpoint = db.prepare(
       `INSERT INTO vehicles (id, last_seq, latest, latest_seq) VALUES (?, ?, ?, ?)
@@ -104,12 +111,19 @@ export class UplinkAppender {
     });
   }
 
+  /**
+   * A vehicle's cached state, read (and its key created) on a miss. Runs inside the append
+   * transaction: if that rolls back, append() drops the cache, since a key created here is gone.
+   */
   private state(vehicleId: string): CachedState {
     let st = this.cache.get(vehicleId);
     if (st === undefined) {
       // Bounded. Entries not yet checkpointed are flushed first (a miss rebuilds from rows anyway).
       if (this.cache.size >= SEQ_CACHE_MAX) this.flush(true);
-      st = { ...this.reader.read(vehicleId), dirty: false };
+      const key =
+        (this.selectKey.get(vehicleId) as number | undefined) ??
+        Number(this.insertKey.run(vehicleId).lastInsertRowid);
+      st = { ...this.reader.read(vehicleId), key, dirty: false };
       this.cache.set(vehicleId, st);
     }
     return st;
@@ -137,15 +151,7 @@ export class UplinkAppender {
       for (let k = i; k < j; k += ROW_STRIDE) {
         const kind = rows[k + 2] as number;
         const dataJson = rows[k + 6] as string | null;
-        this.insert.run(
-          vehicleId,
-          rows[k + 1],
-          kind,
-          rows[k + 3],
-          rows[k + 4],
-          rows[k + 5],
-          dataJson,
-        );
+        this.insert.run(st.key, rows[k + 1], kind, rows[k + 3], rows[k + 4], rows[k + 5], dataJson);
         if (kind === 0 && dataJson !== null) {
           // A copy: the cached state changes only once the transaction committed.
           latest ??= { ...st.latest };
@@ -156,7 +162,12 @@ export class UplinkAppender {
       }
       updates.push([
         vehicleId,
-        { lastSeq: rows[j - ROW_STRIDE + 1] as number, latest: latest ?? st.latest, dirty: true },
+        {
+          lastSeq: rows[j - ROW_STRIDE + 1] as number,
+          latest: latest ?? st.latest,
+          key: st.key,
+          dirty: true,
+        },
       ]);
       i = j;
     }
@@ -167,7 +178,16 @@ export class UplinkAppender {
   append(rows: FlatRows, datas?: readonly unknown[]): FlatFailures {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
-    const updates = this.tx.immediate(rows, datas);
+    let updates: [string, CachedState][];
+    try {
+      updates = this.tx.immediate(rows, datas);
+    } catch (err) {
+      // Keys created in the failed transaction are gone with it: start over from the database
+      // (checkpoints not yet written are rebuilt from the rows on the next read).
+      this.cache.clear();
+      this.dirty.clear();
+      throw err;
+    }
     for (const [id, st] of updates) {
       this.cache.set(id, st);
       this.dirty.add(id);

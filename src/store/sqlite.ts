@@ -34,6 +34,23 @@ export interface SqliteStoreOptions {
   worker?: boolean;
 }
 
+/** PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id text). */
+const SCHEMA_VERSION = 2;
+
+const UPLINK_TABLE = `
+-- id is insertion order: retention deletes from its low end without an index on received_at.
+CREATE TABLE IF NOT EXISTS uplink (
+  id INTEGER PRIMARY KEY,
+  vkey INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  traceparent TEXT,
+  -- NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
+  data TEXT
+);`;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS vehicles (
   id TEXT PRIMARY KEY,
@@ -46,19 +63,14 @@ CREATE TABLE IF NOT EXISTS vehicles (
   first_seen INTEGER,
   last_seen INTEGER
 ) WITHOUT ROWID;
--- id is insertion order: retention deletes from its low end without an index on received_at.
-CREATE TABLE IF NOT EXISTS uplink (
-  id INTEGER PRIMARY KEY,
-  vehicle_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  kind INTEGER NOT NULL,
-  ts INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  traceparent TEXT,
-  -- NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
-  data TEXT
+-- A small integer per vehicle id: the uplink index holds (key, seq), not the id text. Each commit
+-- touches one index page per vehicle in it, so the entry size is most of what a row costs to write.
+CREATE TABLE IF NOT EXISTS vehicle_keys (
+  key INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE
 );
-CREATE UNIQUE INDEX IF NOT EXISTS uplink_vehicle_seq ON uplink (vehicle_id, seq);
+${UPLINK_TABLE}
+CREATE UNIQUE INDEX IF NOT EXISTS uplink_key_seq ON uplink (vkey, seq);
 CREATE TABLE IF NOT EXISTS commands (
   id TEXT PRIMARY KEY,
   vehicle_id TEXT NOT NULL,
@@ -83,6 +95,37 @@ CREATE TABLE IF NOT EXISTS devices (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
+
+/**
+ * Brings a database of an earlier version to SCHEMA_VERSION in one transaction (a crash in between
+ * leaves the old version, tried again on the next open). Version 0 → 2: uplink rows get the
+ * vehicle's integer key instead of its id text.
+ */
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version === SCHEMA_VERSION) return;
+  if (version > SCHEMA_VERSION)
+    throw new Error(
+      `database schema version ${version} is newer than this gateway's (${SCHEMA_VERSION}): upgrade the gateway`,
+    );
+  db.transaction(() => {
+    const columns = db.prepare("SELECT name FROM pragma_table_info('uplink')").pluck().all();
+    if (columns.includes('vehicle_id')) {
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS vehicle_keys (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+        INSERT OR IGNORE INTO vehicle_keys (id) SELECT DISTINCT vehicle_id FROM uplink ORDER BY vehicle_id;
+        ALTER TABLE uplink RENAME TO uplink_v0;
+        ${UPLINK_TABLE}
+        INSERT INTO uplink (id, vkey, seq, kind, ts, received_at, traceparent, data)
+          SELECT u.id, k.key, u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data
+          FROM uplink_v0 u JOIN vehicle_keys k ON k.id = u.vehicle_id ORDER BY u.id;
+        DROP TABLE uplink_v0;
+      `);
+    }
+    db.exec(SCHEMA);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
 
 interface VehicleDbRow {
   id: string;
@@ -216,7 +259,7 @@ export class SqliteStore implements Store {
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${this.options.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('busy_timeout = 5000');
-    db.exec(SCHEMA);
+    migrate(db);
     this.db = db;
     const s = (this.stmts = this.prepare(db));
 
@@ -257,7 +300,9 @@ export class SqliteStore implements Store {
     return {
       // markSeen and createCommand may have created the row already (with seq 0 and '{}').
       listUplink: db.prepare(
-        'SELECT vehicle_id, seq, kind, ts, received_at, traceparent, data FROM uplink WHERE vehicle_id = ? AND seq > ? AND kind >= 0 ORDER BY seq LIMIT ?',
+        `SELECT k.id AS vehicle_id, u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data
+         FROM vehicle_keys k JOIN uplink u ON u.vkey = k.key
+         WHERE k.id = ? AND u.seq > ? AND u.kind >= 0 ORDER BY u.seq LIMIT ?`,
       ),
       pruneCandidate: db.prepare(
         'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
@@ -268,7 +313,8 @@ export class SqliteStore implements Store {
       ),
       // Vehicles with rows to delete that their checkpoint does not include yet.
       uncheckpointed: db.prepare(
-        `SELECT DISTINCT u.vehicle_id FROM uplink u LEFT JOIN vehicles v ON v.id = u.vehicle_id
+        `SELECT DISTINCT k.id AS vehicle_id FROM uplink u JOIN vehicle_keys k ON k.key = u.vkey
+         LEFT JOIN vehicles v ON v.id = k.id
          WHERE u.id <= ? AND u.received_at < ? AND u.seq > coalesce(v.latest_seq, 0)`,
       ),
       checkpoint: db.prepare(

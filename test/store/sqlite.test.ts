@@ -57,6 +57,32 @@ for (const sync of ['full', 'normal'] as const) {
 // Uplink appends in a worker thread (the built dist/store/sqlite-worker.js; npm test builds first).
 storeContract('SqliteStore (sync full, worker thread)', () => sqliteHarness('full', true));
 
+function rec(vehicleId: string, seq: number): UplinkRecord {
+  return {
+    vehicleId,
+    seq,
+    kind: 'telemetry',
+    timestamp: 1,
+    receivedAt: 2,
+    data: { speedKmh: seq },
+  };
+}
+
+/** Makes SQLite itself refuse every uplink insert of `vehicleId` (a trigger raising an error). */
+function failInsertsOf(path: string, vehicleId: string): void {
+  const raw = new Database(path);
+  try {
+    raw.prepare('INSERT OR IGNORE INTO vehicle_keys (id) VALUES (?)').run(vehicleId);
+    raw.exec(
+      `CREATE TRIGGER fail_inserts BEFORE INSERT ON uplink
+       WHEN NEW.vkey = (SELECT key FROM vehicle_keys WHERE id = '${vehicleId}')
+       BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+    );
+  } finally {
+    raw.close();
+  }
+}
+
 describe('SqliteStore specifics', () => {
   let h: Awaited<ReturnType<typeof sqliteHarness>>;
 
@@ -85,25 +111,9 @@ describe('SqliteStore specifics', () => {
   });
 
   it('commits a batch whole: a failing write rejects and writes no vehicle of the call', async () => {
-    const rec = (vehicleId: string, seq: number): UplinkRecord => ({
-      vehicleId,
-      seq,
-      kind: 'telemetry',
-      timestamp: 1,
-      receivedAt: 2,
-      data: { speedKmh: seq },
-    });
     // A write that SQLite itself refuses (a trigger raising an error for B's insert), so the
     // transaction fails part-way, after A's row went in.
-    const raw = new Database(h.path);
-    try {
-      raw.exec(
-        `CREATE TRIGGER fail_b BEFORE INSERT ON uplink WHEN NEW.vehicle_id = 'B'
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
-      );
-    } finally {
-      raw.close();
-    }
+    failInsertsOf(h.path, 'B');
     await h.store.markSeen('A', 1);
     await expect(
       h.store.appendUplink([
@@ -118,6 +128,101 @@ describe('SqliteStore specifics', () => {
     expect(await h.store.appendUplink([{ vehicleId: 'A', seq: 1, record: rec('A', 1) }])).toEqual(
       new Map(),
     );
+  });
+
+  it('keeps a vehicle created by a failed batch usable: its key went with the rollback', async () => {
+    // NEW is a vehicle without a key yet; the batch creates it, then fails on FAIL's row.
+    failInsertsOf(h.path, 'FAIL');
+    await expect(
+      h.store.appendUplink([
+        { vehicleId: 'NEW', seq: 1, record: rec('NEW', 1) },
+        { vehicleId: 'FAIL', seq: 1, record: rec('FAIL', 1) },
+      ]),
+    ).rejects.toThrow();
+    // A cached key from the rolled-back transaction would point the rows at nothing.
+    expect(
+      await h.store.appendUplink([{ vehicleId: 'NEW', seq: 1, record: rec('NEW', 1) }]),
+    ).toEqual(new Map());
+    expect((await h.store.listUplink('NEW', 0, 10)).map((r) => r.seq)).toEqual([1]);
+    await h.store.markSeen('NEW', 3);
+    expect((await h.store.getVehicle('NEW'))?.lastUplinkSeq).toBe(1);
+  });
+
+  it('migrates a database of schema 0 (uplink keyed by the id text) without losing a row', async () => {
+    await h.store.close();
+    await rm(h.path);
+    // The first schema's tables as they were written, with rows in them: A has a checkpoint and
+    // rows after it, B only rows (one a hole), C a checkpoint only.
+    const raw = new Database(h.path);
+    try {
+      raw.pragma('journal_mode = WAL');
+      raw.exec(`
+        CREATE TABLE vehicles (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+          latest TEXT NOT NULL DEFAULT '{}', latest_seq INTEGER NOT NULL DEFAULT 0,
+          next_cmd_seq INTEGER NOT NULL DEFAULT 1, first_seen INTEGER, last_seen INTEGER) WITHOUT ROWID;
+        CREATE TABLE uplink (id INTEGER PRIMARY KEY, vehicle_id TEXT NOT NULL, seq INTEGER NOT NULL,
+          kind INTEGER NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL, traceparent TEXT, data TEXT);
+        CREATE UNIQUE INDEX uplink_vehicle_seq ON uplink (vehicle_id, seq);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO vehicles VALUES ('A', 2, '{"speedKmh":2}', 2, 1, 10, 20);
+        INSERT INTO vehicles VALUES ('C', 7, '{"speedKmh":7}', 7, 1, 10, 20);
+        INSERT INTO uplink VALUES (1, 'A', 1, 0, 100, 110, NULL, '{"speedKmh":1}');
+        INSERT INTO uplink VALUES (2, 'B', 1, 0, 100, 110, NULL, '{"speedKmh":11}');
+        INSERT INTO uplink VALUES (3, 'A', 2, 0, 100, 110, NULL, '{"speedKmh":2}');
+        INSERT INTO uplink VALUES (4, 'B', 2, -1, 0, 110, NULL, NULL);
+        INSERT INTO uplink VALUES (5, 'A', 3, 1, 100, 110, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '{"eventCode":1}');
+        INSERT INTO uplink VALUES (6, 'A', 4, 0, 100, 110, NULL, '{"speedKmh":4,"odometerKm":9}');
+        INSERT INTO uplink VALUES (7, 'B', 3, 0, 100, 110, NULL, '{"speedKmh":13}');
+        INSERT INTO meta VALUES ('k', 'v');
+      `);
+    } finally {
+      raw.close();
+    }
+    const store = await h.reopen();
+    expect((await store.listUplink('A', 0, 10)).map((r) => [r.seq, r.kind, r.data])).toEqual([
+      [1, 'telemetry', { speedKmh: 1 }],
+      [2, 'telemetry', { speedKmh: 2 }],
+      [3, 'event', { eventCode: 1 }],
+      [4, 'telemetry', { speedKmh: 4, odometerKm: 9 }],
+    ]);
+    expect((await store.listUplink('A', 2, 1))[0]?.traceparent).toBe(
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    );
+    expect((await store.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([1, 3]);
+    expect(await store.getVehicle('A')).toMatchObject({
+      lastUplinkSeq: 4,
+      latest: { speedKmh: 4, odometerKm: 9 },
+    });
+    expect(await store.getVehicle('C')).toMatchObject({ lastUplinkSeq: 7 });
+    expect(await store.getMeta('k')).toBe('v');
+    // Appends continue where each vehicle's rows left off.
+    const next = await store.appendUplink([
+      { vehicleId: 'A', seq: 5, record: null },
+      { vehicleId: 'B', seq: 4, record: null },
+      { vehicleId: 'C', seq: 9, record: null },
+    ]);
+    expect([...next]).toEqual([['C', { kind: 'conflict', lastSeq: 7 }]]);
+    await store.close();
+    const check = new Database(h.path, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(2);
+      expect(check.prepare("SELECT name FROM pragma_table_info('uplink')").pluck().all()).toContain(
+        'vkey',
+      );
+    } finally {
+      check.close();
+    }
+  });
+
+  it('refuses a database written by a newer schema', async () => {
+    await h.store.close();
+    const raw = new Database(h.path);
+    try {
+      raw.pragma('user_version = 99');
+    } finally {
+      raw.close();
+    }
+    await expect(h.reopen()).rejects.toThrow(/newer than this gateway/);
   });
 
   it('rejects calls after close()', async () => {
