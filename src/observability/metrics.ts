@@ -2,6 +2,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ACK_STATUS_NAMES, cmdName } from '../protocol/constants.js';
 
+const CMD_NAMES = Array.from({ length: 128 }, (_, code) => cmdName(code));
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly connections = new Gauge({
@@ -22,17 +24,35 @@ export class GatewayMetrics {
     labelNames: ['status'],
     registers: [this.registry],
   });
+  // Per-message counts are plain numbers on the hot path, handed to prom-client on each scrape.
+  private readonly inCounts = new Float64Array(128);
+  private readonly outCounts = new Float64Array(128);
+  private readonly ackCounts = new Float64Array(ACK_STATUS_NAMES.length);
   readonly messages = new Counter({
     name: 'vmcp_messages_total',
     help: 'VMCP messages by direction and command',
     labelNames: ['direction', 'command'],
     registers: [this.registry],
+    collect: () => {
+      const c = this.messages;
+      c.reset();
+      for (let code = 0; code < 128; code++) {
+        const name = CMD_NAMES[code]!;
+        c.labels('in', name).inc(this.inCounts[code]);
+        c.labels('out', name).inc(this.outCounts[code]);
+      }
+    },
   });
   readonly acks = new Counter({
     name: 'vmcp_uplink_acks_total',
     help: 'Uplink messages answered, by UPLINK_ACK status',
     labelNames: ['status'],
     registers: [this.registry],
+    collect: () => {
+      const c = this.acks;
+      c.reset();
+      ACK_STATUS_NAMES.forEach((name, i) => c.labels(name).inc(this.ackCounts[i]));
+    },
   });
   readonly storeCommit = new Histogram({
     name: 'vmcp_store_commit_seconds',
@@ -75,32 +95,23 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  private readonly inByCmd: Counter.Internal[] = [];
-  private readonly outByCmd: Counter.Internal[] = [];
-  private readonly ackByStatus: Counter.Internal[] = [];
-
   constructor(defaultMetrics = true) {
     if (defaultMetrics)
       collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
-    for (let code = 0; code < 128; code++) {
-      this.inByCmd.push(this.messages.labels('in', cmdName(code)));
-      this.outByCmd.push(this.messages.labels('out', cmdName(code)));
-    }
-    ACK_STATUS_NAMES.forEach((name) => this.ackByStatus.push(this.acks.labels(name)));
     for (const s of ['connecting', 'connected', 'closing']) this.connections.labels(s).set(0);
     this.storeUp.set(1);
   }
 
   messageIn(code: number, n = 1): void {
-    this.inByCmd[code & 0x7f]!.inc(n);
+    this.inCounts[code & 0x7f]! += n;
   }
 
   messageOut(code: number, n = 1): void {
-    this.outByCmd[code & 0x7f]!.inc(n);
+    this.outCounts[code & 0x7f]! += n;
   }
 
   ack(status: number, n = 1): void {
-    this.ackByStatus[status]?.inc(n);
+    if (status < this.ackCounts.length) this.ackCounts[status]! += n;
   }
 
   text(): Promise<string> {
