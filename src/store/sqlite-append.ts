@@ -1,5 +1,6 @@
 // The SQLite uplink append (seq check, records, latest state) over flat rows, run in-process or in a worker thread.
 import type Database from 'better-sqlite3';
+import { PendingIndex, UplinkRowReader } from './sqlite-index.js';
 
 /** One consumed seq, flattened for a cheap hand-off to a worker: 7 slots per row. */
 export const ROW_STRIDE = 7;
@@ -27,14 +28,12 @@ export interface VehicleState {
  */
 export class VehicleStateReader {
   private readonly checkpoint: Database.Statement;
-  private readonly after: Database.Statement;
+  readonly rows: UplinkRowReader;
 
-  constructor(db: Database.Database) {
+  /** `pending`: the appender's unindexed entries on this connection (null: another connection). */
+  constructor(db: Database.Database, pending: PendingIndex | null) {
     this.checkpoint = db.prepare('SELECT last_seq, latest, latest_seq FROM vehicles WHERE id = ?');
-    this.after = db.prepare(
-      `SELECT u.seq, u.kind, u.data FROM vehicle_keys k JOIN uplink u ON u.vkey = k.key
-       WHERE k.id = ? AND u.seq > ? ORDER BY u.seq`,
-    );
+    this.rows = new UplinkRowReader(db, pending);
   }
 
   read(vehicleId: string): VehicleState {
@@ -47,11 +46,7 @@ export class VehicleStateReader {
   fold(vehicleId: string, lastSeq: number, latestJson: string, latestSeq: number): VehicleState {
     const latest = JSON.parse(latestJson) as Record<string, unknown>;
     let last = Math.max(lastSeq, latestSeq);
-    for (const r of this.after.iterate(vehicleId, latestSeq) as Iterable<{
-      seq: number;
-      kind: number;
-      data: string | null;
-    }>) {
+    for (const r of this.rows.rows(vehicleId, latestSeq, HOLE, -1)) {
       if (r.seq > last) last = r.seq;
       if (r.kind === 0 && r.data !== null)
         Object.assign(latest, JSON.parse(r.data) as Record<string, unknown>);
@@ -77,6 +72,8 @@ interface CachedState extends VehicleState {
 export class UplinkAppender {
   private readonly cache = new Map<string, CachedState>();
   private readonly dirty = new Set<string>();
+  /** Index entries of the rows written since the last flush (see sqlite-index.ts). */
+  readonly pending: PendingIndex;
   private readonly reader: VehicleStateReader;
   private readonly insert: Database.Statement;
   private readonly selectKey: Database.Statement;
@@ -85,11 +82,14 @@ export class UplinkAppender {
   private readonly tx: Database.Transaction<
     (rows: FlatRows, datas?: readonly unknown[]) => [string, CachedState][]
   >;
+  /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
+  private written: number[] = [];
   private readonly flushTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
 
   constructor(db: Database.Database) {
-    this.reader = new VehicleStateReader(db);
+    this.pending = new PendingIndex(db);
+    this.reader = new VehicleStateReader(db, this.pending);
     this.insert = db.prepare(
       'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
@@ -103,6 +103,7 @@ export class UplinkAppender {
     );
     this.tx = db.transaction((rows: FlatRows, datas?: readonly unknown[]) => this.run(rows, datas));
     this.flushTx = db.transaction((ids: string[]) => {
+      this.pending.write();
       for (const id of ids) {
         const st = this.cache.get(id);
         if (st === undefined || !st.dirty) continue;
@@ -151,7 +152,17 @@ export class UplinkAppender {
       for (let k = i; k < j; k += ROW_STRIDE) {
         const kind = rows[k + 2] as number;
         const dataJson = rows[k + 6] as string | null;
-        this.insert.run(st.key, rows[k + 1], kind, rows[k + 3], rows[k + 4], rows[k + 5], dataJson);
+        const seq = rows[k + 1] as number;
+        const { lastInsertRowid } = this.insert.run(
+          st.key,
+          seq,
+          kind,
+          rows[k + 3],
+          rows[k + 4],
+          rows[k + 5],
+          dataJson,
+        );
+        this.written.push(st.key, seq, Number(lastInsertRowid));
         if (kind === 0 && dataJson !== null) {
           // A copy: the cached state changes only once the transaction committed.
           latest ??= { ...st.latest };
@@ -179,15 +190,20 @@ export class UplinkAppender {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
     let updates: [string, CachedState][];
+    this.written = [];
     try {
       updates = this.tx.immediate(rows, datas);
     } catch (err) {
-      // Keys created in the failed transaction are gone with it: start over from the database
-      // (checkpoints not yet written are rebuilt from the rows on the next read).
+      // Keys created in the failed transaction are gone with it, and so is an index write a cache
+      // eviction ran inside it: start over from the database (checkpoints not yet written are
+      // rebuilt from the rows on the next read, index entries from the rows above the mark).
       this.cache.clear();
       this.dirty.clear();
+      this.pending.reload();
       throw err;
     }
+    const w = this.written;
+    for (let i = 0; i < w.length; i += 3) this.pending.add(w[i]!, w[i + 1]!, w[i + 2]!);
     for (const [id, st] of updates) {
       this.cache.set(id, st);
       this.dirty.add(id);
@@ -195,11 +211,15 @@ export class UplinkAppender {
     return this.failures;
   }
 
-  /** Moves the checkpoints of vehicles that changed since the last flush (one transaction). */
+  /**
+   * Writes the pending index entries and moves the checkpoints of vehicles that changed since the
+   * last flush (one transaction).
+   */
   flush(clear = false): void {
-    if (this.dirty.size > 0) {
+    if (this.dirty.size > 0 || this.pending.size > 0) {
       const ids = [...this.dirty];
       this.flushTx.immediate(ids);
+      this.pending.clear();
       for (const id of ids) {
         const st = this.cache.get(id);
         if (st !== undefined) st.dirty = false;

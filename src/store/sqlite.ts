@@ -11,6 +11,7 @@ import {
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
+import { INDEXED_UPTO_KEY, type UplinkRow } from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -34,8 +35,12 @@ export interface SqliteStoreOptions {
   worker?: boolean;
 }
 
-/** PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id text). */
-const SCHEMA_VERSION = 2;
+/**
+ * PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id
+ * text); 2: integer vehicle keys with a (vkey, seq) index on uplink; 3: that index deferred
+ * (uplink_seq, written in bulk: sqlite-index.ts).
+ */
+const SCHEMA_VERSION = 3;
 
 const UPLINK_TABLE = `
 -- id is insertion order: retention deletes from its low end without an index on received_at.
@@ -70,7 +75,14 @@ CREATE TABLE IF NOT EXISTS vehicle_keys (
   id TEXT NOT NULL UNIQUE
 );
 ${UPLINK_TABLE}
-CREATE UNIQUE INDEX IF NOT EXISTS uplink_key_seq ON uplink (vkey, seq);
+-- The per-vehicle seq index of uplink, written in bulk every few seconds (sqlite-index.ts): rows
+-- above meta.uplink_indexed_upto are not in it yet.
+CREATE TABLE IF NOT EXISTS uplink_seq (
+  vkey INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id INTEGER NOT NULL,
+  PRIMARY KEY (vkey, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS commands (
   id TEXT PRIMARY KEY,
   vehicle_id TEXT NOT NULL,
@@ -99,7 +111,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 /**
  * Brings a database of an earlier version to SCHEMA_VERSION in one transaction (a crash in between
  * leaves the old version, tried again on the next open). Version 0 → 2: uplink rows get the
- * vehicle's integer key instead of its id text.
+ * vehicle's integer key instead of its id text; 2 → 3: the (vkey, seq) index moves to uplink_seq.
  */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -122,7 +134,16 @@ function migrate(db: Database.Database): void {
         DROP TABLE uplink_v0;
       `);
     }
+    // Version 2 had the index on the table; any older one is at version 2's layout by now.
+    db.exec('DROP INDEX IF EXISTS uplink_key_seq');
     db.exec(SCHEMA);
+    if (version < 3) {
+      db.exec('INSERT OR IGNORE INTO uplink_seq (vkey, seq, id) SELECT vkey, seq, id FROM uplink');
+      db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(
+        INDEXED_UPTO_KEY,
+        String(db.prepare('SELECT coalesce(max(id), 0) FROM uplink').pluck().get()),
+      );
+    }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -134,16 +155,6 @@ interface VehicleDbRow {
   latest_seq: number;
   first_seen: number | null;
   last_seen: number | null;
-}
-
-interface UplinkDbRow {
-  vehicle_id: string;
-  seq: number;
-  kind: number;
-  ts: number;
-  received_at: number;
-  traceparent: string | null;
-  data: string;
 }
 
 interface CommandDbRow {
@@ -184,14 +195,14 @@ function toVehicle(r: VehicleDbRow, reader: VehicleStateReader): VehicleRow {
   };
 }
 
-function toRecord(r: UplinkDbRow): UplinkRecord {
+function toRecord(vehicleId: string, r: UplinkRow): UplinkRecord {
   const rec: UplinkRecord = {
-    vehicleId: r.vehicle_id,
+    vehicleId,
     seq: r.seq,
     kind: KIND_NAME[r.kind] ?? 'telemetry',
     timestamp: r.ts,
     receivedAt: r.received_at,
-    data: JSON.parse(r.data) as RecordData,
+    data: JSON.parse(r.data!) as RecordData,
   };
   if (r.traceparent !== null) rec.traceparent = r.traceparent;
   return rec;
@@ -263,10 +274,13 @@ export class SqliteStore implements Store {
     this.db = db;
     const s = (this.stmts = this.prepare(db));
 
-    this.reader = new VehicleStateReader(db);
-    if (this.options.worker === true && this.options.path !== ':memory:') await this.startWorker();
-    else {
+    if (this.options.worker === true && this.options.path !== ':memory:') {
+      // The worker's appender holds the unindexed entries: reads here scan the uplink tail.
+      this.reader = new VehicleStateReader(db, null);
+      await this.startWorker();
+    } else {
       const appender = (this.appender = new UplinkAppender(db));
+      this.reader = new VehicleStateReader(db, appender.pending);
       // Checkpoints every few seconds; the rows after them are folded in on read meanwhile.
       this.flushTimer = setInterval(() => {
         try {
@@ -299,15 +313,15 @@ export class SqliteStore implements Store {
   private prepare(db: Database.Database) {
     return {
       // markSeen and createCommand may have created the row already (with seq 0 and '{}').
-      listUplink: db.prepare(
-        `SELECT k.id AS vehicle_id, u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data
-         FROM vehicle_keys k JOIN uplink u ON u.vkey = k.key
-         WHERE k.id = ? AND u.seq > ? AND u.kind >= 0 ORDER BY u.seq LIMIT ?`,
-      ),
       pruneCandidate: db.prepare(
         'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
       ),
       prune: db.prepare('DELETE FROM uplink WHERE id <= ? AND received_at < ?'),
+      // Before the rows: their entries in the seq index (written by the flush just before).
+      pruneIndex: db.prepare(
+        `DELETE FROM uplink_seq WHERE (vkey, seq) IN
+         (SELECT vkey, seq FROM uplink WHERE id <= ? AND received_at < ?)`,
+      ),
       countRecords: db.prepare(
         'SELECT count(*) AS n FROM uplink WHERE id <= ? AND received_at < ? AND kind >= 0',
       ),
@@ -470,7 +484,10 @@ export class SqliteStore implements Store {
   }
 
   async listUplink(vehicleId: string, afterSeq: number, limit: number): Promise<UplinkRecord[]> {
-    return (this.s.listUplink.all(vehicleId, afterSeq, limit) as UplinkDbRow[]).map(toRecord);
+    if (this.reader === undefined) throw new Error('store is not open');
+    return this.reader.rows
+      .rows(vehicleId, afterSeq, 0, Math.max(0, limit))
+      .map((r) => toRecord(vehicleId, r));
   }
 
   async pruneUplink(before: number, limit: number): Promise<number> {
@@ -485,6 +502,7 @@ export class SqliteStore implements Store {
         s.checkpoint.run(vehicle_id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
       }
       const { n } = s.countRecords.get(id, before) as { n: number };
+      s.pruneIndex.run(id, before);
       s.prune.run(id, before);
       return n;
     }).immediate();

@@ -205,12 +205,83 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const check = new Database(h.path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(2);
+      expect(check.pragma('user_version', { simple: true })).toBe(3);
       expect(check.prepare("SELECT name FROM pragma_table_info('uplink')").pluck().all()).toContain(
         'vkey',
       );
+      // Every migrated row (and the new ones, written to the index at close) is in the seq index.
+      expect(check.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(
+        check.prepare('SELECT count(*) FROM uplink').pluck().get(),
+      );
     } finally {
       check.close();
+    }
+  });
+
+  it('reads rows whose index entries were never written (a crash before the bulk index write)', async () => {
+    // The first store appends and is never closed (as after kill -9): its index entries are only in
+    // its memory. A second connection must find the rows from the table's tail, and a new store's
+    // appender must rebuild them.
+    for (let seq = 1; seq <= 5; seq++)
+      await h.store.appendUplink([
+        { vehicleId: 'A', seq, record: rec('A', seq) },
+        { vehicleId: 'B', seq, record: seq === 3 ? null : rec('B', seq) },
+      ]);
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(raw.prepare('SELECT count(*) FROM uplink').pluck().get()).toBe(10);
+      expect(raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(0);
+    } finally {
+      raw.close();
+    }
+    const other = await h.reopen();
+    expect((await other.listUplink('A', 2, 10)).map((r) => r.seq)).toEqual([3, 4, 5]);
+    expect((await other.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([1, 2, 4, 5]);
+    expect((await other.listUplink('B', 0, 2)).map((r) => r.seq)).toEqual([1, 2]);
+    expect(await other.appendUplink([{ vehicleId: 'B', seq: 6, record: rec('B', 6) }])).toEqual(
+      new Map(),
+    );
+    expect((await other.getVehicle('B')) ?? { lastUplinkSeq: 6 }).toMatchObject({
+      lastUplinkSeq: 6,
+    });
+  });
+
+  it('lists across the index mark: indexed rows, then rows written after the last index write', async () => {
+    for (let seq = 1; seq <= 4; seq++)
+      await h.store.appendUplink([
+        { vehicleId: 'A', seq, record: seq === 2 ? null : rec('A', seq) },
+      ]);
+    await h.store.close(); // writes the index
+    const store = await h.reopen();
+    for (let seq = 5; seq <= 7; seq++)
+      await store.appendUplink([{ vehicleId: 'A', seq, record: seq === 6 ? null : rec('A', seq) }]);
+    expect((await store.listUplink('A', 0, 100)).map((r) => r.seq)).toEqual([1, 3, 4, 5, 7]);
+    expect((await store.listUplink('A', 0, 3)).map((r) => r.seq)).toEqual([1, 3, 4]);
+    expect((await store.listUplink('A', 3, 2)).map((r) => r.seq)).toEqual([4, 5]);
+    expect((await store.listUplink('A', 4, 5)).map((r) => r.seq)).toEqual([5, 7]);
+    expect((await store.listUplink('A', 5, 5)).map((r) => r.seq)).toEqual([7]);
+  });
+
+  it('removes the index entries of the rows retention deletes', async () => {
+    for (let seq = 1; seq <= 6; seq++)
+      await h.store.appendUplink([
+        { vehicleId: 'A', seq, record: { ...rec('A', seq), receivedAt: seq } },
+        { vehicleId: 'B', seq, record: seq === 2 ? null : { ...rec('B', seq), receivedAt: seq } },
+      ]);
+    // Records received before 4 go: A 1–3, B 1 and 3.
+    expect(await h.store.pruneUplink(4, 1_000)).toBe(5);
+    expect((await h.store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
+    expect((await h.store.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
+    await h.store.close();
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(
+        raw.prepare('SELECT vkey, seq FROM uplink_seq ORDER BY vkey, seq').raw().all(),
+      ).toEqual(raw.prepare('SELECT vkey, seq FROM uplink ORDER BY vkey, seq').raw().all());
+      // A 4–6, B 4–6 and B's hole at 2 (a hole is received "now", so it is not old enough yet).
+      expect(raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(7);
+    } finally {
+      raw.close();
     }
   });
 
