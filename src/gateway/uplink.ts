@@ -100,10 +100,20 @@ export class UplinkPipeline {
     return true;
   }
 
-  /** Consumes `seq` with a record (STORED) or as a hole (REJECTED / FORBIDDEN); acked after the commit. */
-  consume(s: Session, seq: number, record: UplinkRecord | null, ack: number, ackSeq = seq): void {
+  /**
+   * Consumes `seq` with a record (STORED) or as a hole (REJECTED / FORBIDDEN); acked after the
+   * commit. `raw`: the record's TLVs (UplinkWrite.raw).
+   */
+  consume(
+    s: Session,
+    seq: number,
+    record: UplinkRecord | null,
+    ack: number,
+    ackSeq = seq,
+    raw?: Uint8Array,
+  ): void {
     s.uplinkNext = seq + 1;
-    this.push({ session: s, vehicleId: s.vehicleId, seq, record, ack, ackSeq, write: true });
+    this.push({ session: s, vehicleId: s.vehicleId, seq, record, raw, ack, ackSeq, write: true });
   }
 
   /** Sends an UPLINK_ACK now (answers that consume nothing). */

@@ -1,11 +1,12 @@
 // The SQLite uplink append (seq check, records, latest state) over flat rows, run in-process or in a worker thread.
 import type Database from 'better-sqlite3';
-import { PendingIndex, UplinkRowReader } from './sqlite-index.js';
+import { PendingIndex, UplinkRowReader, rowData } from './sqlite-index.js';
 
 /** One consumed seq, flattened for a cheap hand-off to a worker: 7 slots per row. */
 export const ROW_STRIDE = 7;
-// vehicleId, seq, kind (0 telemetry, 1 event, -1 hole), timestamp, receivedAt, traceparent | null, data JSON | null
-export type FlatRows = (string | number | null)[];
+// vehicleId, seq, kind (0 telemetry, 1 event, -1 hole), timestamp, receivedAt, traceparent | null,
+// data: the record's TLVs, or its JSON, or null for a hole
+export type FlatRows = (string | number | Uint8Array | null)[];
 
 /** Vehicles not written, as [vehicleId, storedLastSeq, …]. */
 export type FlatFailures = (string | number)[];
@@ -48,8 +49,7 @@ export class VehicleStateReader {
     let last = Math.max(lastSeq, latestSeq);
     for (const r of this.rows.rows(vehicleId, latestSeq, HOLE, -1)) {
       if (r.seq > last) last = r.seq;
-      if (r.kind === 0 && r.data !== null)
-        Object.assign(latest, JSON.parse(r.data) as Record<string, unknown>);
+      if (r.kind === 0 && r.data !== null) Object.assign(latest, rowData(0, r.data));
     }
     return { lastSeq: last, latest };
   }
@@ -151,7 +151,7 @@ export class UplinkAppender {
       let latest: Record<string, unknown> | undefined;
       for (let k = i; k < j; k += ROW_STRIDE) {
         const kind = rows[k + 2] as number;
-        const dataJson = rows[k + 6] as string | null;
+        const stored = rows[k + 6] as Uint8Array | string | null;
         const seq = rows[k + 1] as number;
         const { lastInsertRowid } = this.insert.run(
           st.key,
@@ -160,14 +160,14 @@ export class UplinkAppender {
           rows[k + 3],
           rows[k + 4],
           rows[k + 5],
-          dataJson,
+          stored,
         );
         this.written.push(st.key, seq, Number(lastInsertRowid));
-        if (kind === 0 && dataJson !== null) {
+        if (kind === 0 && stored !== null) {
           // A copy: the cached state changes only once the transaction committed.
           latest ??= { ...st.latest };
-          // In-process callers pass the data objects along (no parse); the worker parses the JSON.
-          const data = (datas?.[k / ROW_STRIDE] ?? JSON.parse(dataJson)) as Record<string, unknown>;
+          // In-process callers pass the data objects along (no decoding); the worker decodes.
+          const data = (datas?.[k / ROW_STRIDE] ?? rowData(0, stored)) as Record<string, unknown>;
           for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
         }
       }

@@ -1,5 +1,12 @@
 // The per-vehicle seq index of the SQLite uplink rows, written in bulk, and the reads through it.
 import type Database from 'better-sqlite3';
+import {
+  decodeEventSample,
+  decodeTelemetrySample,
+  eventData,
+  telemetryData,
+} from '../protocol/index.js';
+import type { RecordData } from '../protocol/record.js';
 
 /**
  * Why the index is deferred: vehicles report about once a second, so one group commit holds about
@@ -20,7 +27,21 @@ export interface UplinkRow {
   ts: number;
   received_at: number;
   traceparent: string | null;
-  data: string | null;
+  /** The record's TLVs as received (BLOB), or the JSON of its data (TEXT); null for a hole. */
+  data: Uint8Array | string | null;
+}
+
+/**
+ * The record data of a row (kind 0 telemetry, 1 event). Rows keep the TLVs as the vehicle sent
+ * them (no JSON per message on the write path) and are decoded here with the same codec functions
+ * the gateway used when it accepted them; rows written without TLVs (worker mode, older versions)
+ * hold JSON text.
+ */
+export function rowData(kind: number, data: Uint8Array | string): RecordData {
+  if (typeof data === 'string') return JSON.parse(data) as RecordData;
+  return kind === 1
+    ? eventData(decodeEventSample(data, 0, data.length))
+    : telemetryData(decodeTelemetrySample(data, 0, data.length));
 }
 
 /** Index entries of rows not yet in `uplink_seq`: per vehicle key, [seq, id, seq, id, …] ascending. */

@@ -11,7 +11,7 @@ import {
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
-import { INDEXED_UPTO_KEY, type UplinkRow } from './sqlite-index.js';
+import { INDEXED_UPTO_KEY, rowData, type UplinkRow } from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -202,7 +202,7 @@ function toRecord(vehicleId: string, r: UplinkRow): UplinkRecord {
     kind: KIND_NAME[r.kind] ?? 'telemetry',
     timestamp: r.ts,
     receivedAt: r.received_at,
-    data: JSON.parse(r.data!) as RecordData,
+    data: rowData(r.kind, r.data!),
   };
   if (r.traceparent !== null) rec.traceparent = r.traceparent;
   return rec;
@@ -412,7 +412,7 @@ export class SqliteStore implements Store {
   }
 
   async appendUplink(writes: readonly UplinkWrite[]): Promise<Map<string, AppendFailure>> {
-    const rows: FlatRows = new Array<string | number | null>(writes.length * ROW_STRIDE);
+    const rows: FlatRows = new Array<FlatRows[number]>(writes.length * ROW_STRIDE);
     const now = Date.now();
     let o = 0;
     for (const w of writes) {
@@ -423,7 +423,8 @@ export class SqliteStore implements Store {
       rows[o++] = rec === null ? 0 : rec.timestamp;
       rows[o++] = rec === null ? now : rec.receivedAt;
       rows[o++] = rec?.traceparent ?? null;
-      rows[o++] = rec === null ? null : JSON.stringify(rec.data);
+      // The TLVs as received when the gateway passed them (no JSON per message), else the JSON.
+      rows[o++] = rec === null ? null : (w.raw ?? JSON.stringify(rec.data));
     }
     let flat: FlatFailures;
     if (this.worker !== undefined) flat = await this.callWorker(rows);

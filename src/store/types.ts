@@ -30,6 +30,12 @@ export interface UplinkWrite {
   vehicleId: string;
   seq: number;
   record: UplinkRecord | null;
+  /**
+   * The record's TLVs as received (a TELEMETRY sample, or an EVENT after its SEQ), when the gateway
+   * has them: a store may keep these bytes instead of the JSON of `record.data` and decode them with
+   * the codec on read (the SQLite store does). A copy, not a view of a reused buffer.
+   */
+  raw?: Uint8Array | undefined;
 }
 
 /**

@@ -9,6 +9,16 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RecordData, UplinkRecord } from '../../src/protocol/record.js';
+import {
+  decodeEventSample,
+  decodeTelemetrySample,
+  encodeEvent,
+  encodeTelemetry,
+  eventData,
+  telemetryData,
+  type EventMessage,
+  type TelemetryMessage,
+} from '../../src/protocol/index.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import type { UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
@@ -78,6 +88,81 @@ function failInsertsOf(path: string, vehicleId: string): void {
        WHEN NEW.vkey = (SELECT key FROM vehicle_keys WHERE id = '${vehicleId}')
        BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
     );
+  } finally {
+    raw.close();
+  }
+}
+
+/** Records written with their TLVs (UplinkWrite.raw) read back as the JSON of the data given. */
+async function tlvRoundTrip(h: Awaited<ReturnType<typeof sqliteHarness>>): Promise<void> {
+  const samples: TelemetryMessage[] = [
+    {
+      seq: 1,
+      timestamp: 1_700_000_000_123,
+      latitude: 31_230_400,
+      longitude: 121_473_700,
+      speed: 523,
+    },
+    {
+      seq: 2,
+      timestamp: 1_700_000_001_000,
+      heading: 3599,
+      altitude: -120,
+      odometer: 123_456_789,
+      fuelOrSoc: 77,
+      statusFlags: 5,
+      engineRpm: 2100,
+      batteryMv: 12_600,
+      vendor: { '0x80': '01ff', '0xfe': '' },
+    },
+  ];
+  const event: EventMessage = {
+    seq: 3,
+    timestamp: 1_700_000_002_000,
+    latitude: -33_868_800,
+    eventCode: 7,
+    severity: 2,
+    detail: 'harsh braking ✓',
+    vendor: { '0x90': 'ab' },
+  };
+  const writes: UplinkWrite[] = [];
+  for (const m of samples) {
+    const bytes = encodeTelemetry(m);
+    const sample = decodeTelemetrySample(bytes, 4, bytes.length);
+    writes.push({
+      vehicleId: 'T',
+      seq: m.seq,
+      record: { ...rec('T', m.seq), timestamp: sample.timestamp, data: telemetryData(sample) },
+      raw: bytes.slice(4),
+    });
+  }
+  const evBytes = encodeEvent(event);
+  const ev = decodeEventSample(evBytes, 4, evBytes.length);
+  writes.push({
+    vehicleId: 'T',
+    seq: 3,
+    record: { ...rec('T', 3), kind: 'event', timestamp: ev.timestamp, data: eventData(ev) },
+    raw: evBytes.slice(4),
+  });
+  expect(await h.store.appendUplink(writes)).toEqual(new Map());
+  // What the API serves is JSON: the TLV rows must give exactly the JSON of the data written.
+  const asJson = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
+  const expected = writes.map((w) => asJson(w.record));
+  expect(asJson(await h.store.listUplink('T', 0, 10))).toEqual(expected);
+  await h.store.close();
+  const store = await h.reopen(); // the latest state now comes from the rows, not the cache
+  expect(asJson(await store.listUplink('T', 0, 10))).toEqual(expected);
+  await store.markSeen('T', 5);
+  expect(asJson((await store.getVehicle('T'))?.latest ?? null)).toEqual(
+    asJson({ ...writes[0]!.record!.data, ...writes[1]!.record!.data }),
+  );
+  const raw = new Database(h.path, { readonly: true });
+  try {
+    expect(raw.prepare('SELECT typeof(data) FROM uplink ORDER BY id').pluck().all()).toEqual([
+      'blob',
+      'blob',
+      'blob',
+    ]);
   } finally {
     raw.close();
   }
@@ -284,6 +369,17 @@ describe('SqliteStore specifics', () => {
       raw.close();
     }
   });
+
+  for (const worker of [false, true]) {
+    it(`keeps records given as TLVs and reads them back as the same JSON data${worker ? ' (worker thread)' : ''}`, async () => {
+      const w = worker ? await sqliteHarness('full', true) : h;
+      try {
+        await tlvRoundTrip(w);
+      } finally {
+        if (worker) await w.cleanup();
+      }
+    });
+  }
 
   it('refuses a database written by a newer schema', async () => {
     await h.store.close();

@@ -33,6 +33,11 @@ function record(
   };
 }
 
+/** A copy of data[start, end): the frame buffers are reused, and the store writes after a commit delay. */
+function copyOf(data: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(data.subarray(start, end));
+}
+
 export function onTelemetry(s: Session, data: Uint8Array): void {
   if (data.length < 4) {
     s.sendError(ErrorCode.INVALID_DATA, Cmd.TELEMETRY, 'TELEMETRY shorter than SEQ');
@@ -54,7 +59,7 @@ export function onTelemetry(s: Session, data: Uint8Array): void {
     pipeline.consume(s, seq, null, AckStatus.REJECTED); // (e)
     return;
   }
-  pipeline.consume(s, seq, rec, AckStatus.STORED); // (f)
+  pipeline.consume(s, seq, rec, AckStatus.STORED, seq, copyOf(data, 4, data.length)); // (f)
 }
 
 export function onEvent(s: Session, data: Uint8Array): void {
@@ -78,7 +83,7 @@ export function onEvent(s: Session, data: Uint8Array): void {
     pipeline.consume(s, seq, null, AckStatus.REJECTED);
     return;
   }
-  pipeline.consume(s, seq, rec, AckStatus.STORED);
+  pipeline.consume(s, seq, rec, AckStatus.STORED, seq, copyOf(data, 4, data.length));
 }
 
 /**
@@ -103,6 +108,7 @@ export function onTelemetryBatch(s: Session, data: Uint8Array): void {
   if (pipeline.admit(s, firstSeq, last, last - from + 1, true) !== ADMIT) return;
   const allowed = (s.scopes & ScopeBit.TELEMETRY) !== 0;
   const records: (UplinkRecord | null)[] = [];
+  const raws: (Uint8Array | undefined)[] = [];
   let batchStatus: number = AckStatus.STORED;
   for (let seq = from; seq <= last; seq++) {
     const i = seq - firstSeq;
@@ -111,8 +117,11 @@ export function onTelemetryBatch(s: Session, data: Uint8Array): void {
     if (!allowed) status = AckStatus.FORBIDDEN;
     else {
       try {
-        const sample = decodeTelemetrySample(data, ranges[2 * i]!, ranges[2 * i + 1]!);
+        const start = ranges[2 * i]!;
+        const end = ranges[2 * i + 1]!;
+        const sample = decodeTelemetrySample(data, start, end);
         rec = record(s, seq, 'telemetry', sample.timestamp, telemetryData(sample));
+        raws[seq - from] = copyOf(data, start, end);
       } catch (err) {
         if (!isVmcpError(err)) throw err;
         status = AckStatus.REJECTED;
@@ -124,6 +133,6 @@ export function onTelemetryBatch(s: Session, data: Uint8Array): void {
   for (let seq = from; seq <= last; seq++) {
     const rec = records[seq - from]!;
     // Only the last sample carries the batch's single ack.
-    pipeline.consume(s, seq, rec, seq === last ? batchStatus : NO_ACK, last);
+    pipeline.consume(s, seq, rec, seq === last ? batchStatus : NO_ACK, last, raws[seq - from]);
   }
 }
