@@ -51,12 +51,20 @@ export class SimStats {
   lastReconnectAt = 0;
   lastResyncAt = 0;
 
-  /** Send → STORED, every sample of the run. */
+  /** Send → STORED, every sample of the run, up to the last takeInterval(). */
   readonly latency = new LatencyHistogram();
-  /** Send → STORED, since the last progress report. */
-  readonly interval = new LatencyHistogram();
-  /** Last transmission → STORED (the gateway's service time; excludes waits after THROTTLED). */
+  /**
+   * Last transmission → STORED (the gateway's service time; excludes waits after THROTTLED), every
+   * sample of the run, up to the last takeInterval().
+   */
   readonly service = new LatencyHistogram();
+  // Since the last takeInterval(), send → STORED of the samples sent once (their service time is the
+  // same value), and apart, of the samples sent more than once with their service times. A sample
+  // sent once costs one histogram record; the run's histograms are added up once per interval.
+  private readonly sentOnce = new LatencyHistogram();
+  private readonly resentLatency = new LatencyHistogram();
+  private readonly resentService = new LatencyHistogram();
+  private readonly interval = new LatencyHistogram();
   /** TCP connect → CONNACK ACCEPTED. */
   readonly connect = new LatencyHistogram();
   /** API accept (EXPIRES_AT − ttl) → COMMAND received. */
@@ -72,9 +80,37 @@ export class SimStats {
     return n;
   }
 
-  recordAck(ms: number): void {
-    this.latency.recordMs(ms);
-    this.interval.recordMs(ms);
+  /** One sample acked STORED: first transmission → ack, last transmission → ack (ms). */
+  recordAck(ms: number, serviceMs: number): void {
+    if (serviceMs === ms) this.sentOnce.recordMs(ms);
+    else {
+      this.resentLatency.recordMs(ms);
+      this.resentService.recordMs(serviceMs);
+    }
+  }
+
+  /**
+   * Adds the samples acked since the last call to `latency` and `service`, and returns their
+   * send → STORED histogram (the progress interval's; valid until the next call).
+   */
+  takeInterval(): LatencyHistogram {
+    const iv = this.interval;
+    iv.reset();
+    const once = this.sentOnce;
+    const resent = this.resentLatency;
+    if (once.count > 0) {
+      iv.add(once);
+      this.service.add(once);
+      once.reset();
+    }
+    if (resent.count > 0) {
+      iv.add(resent);
+      this.service.add(this.resentService);
+      resent.reset();
+      this.resentService.reset();
+    }
+    if (iv.count > 0) this.latency.add(iv);
+    return iv;
   }
 }
 

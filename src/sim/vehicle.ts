@@ -24,16 +24,17 @@ import {
   encodeCommandAck,
   encodeConnect,
   encodeDisconnect,
+  MAX_FRAME_DATA,
   encodeMessage,
   encodedLength,
   readU32,
   writeMessage,
-  writeTelemetrySample,
   writeU16,
   writeU32,
   writeU64,
   type MessageSink,
 } from '../protocol/index.js';
+import { TELEMETRY_TLVS_MAX, copyBytes, writeTelemetryTlvs, writeUplinkFrame } from './encode.js';
 import { VehicleMotion, hashSeed } from './motion.js';
 import { bump, type SimStats } from './stats.js';
 
@@ -60,6 +61,12 @@ export interface VehicleContext {
   generating: boolean;
   /** True when the run ends: no reconnects. */
   stopping: boolean;
+  /**
+   * Per vehicle (by index): the performance.now() before which its tick has nothing to do, so the
+   * fleet's loop skips it; 0 wakes it at the next tick. Set by the vehicle after each tick and when a
+   * message or a socket event may give it work sooner; the fleet zeroes it all on a rate change.
+   */
+  readonly dueAt: Float64Array;
   /** Credentials for a CONNECT: a token (minted or issued at registration) or the registered secret. */
   credentials(v: SimVehicle): { token?: string | undefined; credential?: Uint8Array | undefined };
 }
@@ -73,15 +80,27 @@ const CLIENT_INFO = 'vmcp-sim/1';
 /** idle → connecting → connected → (closing) → waiting → connecting …; stopped at the end of the run. */
 type State = 'idle' | 'connecting' | 'connected' | 'closing' | 'waiting' | 'stopped';
 
-/** One uplink sample kept until it is consumed (its TLVs, without SEQ). */
+/**
+ * One uplink sample kept until it is consumed: its TLVs without SEQ, `body[0, length)`. Consumed
+ * samples go back to their vehicle's free list and are reused with their body buffer, so generating
+ * a sample allocates nothing in the steady state.
+ */
 interface Sample {
   seq: number;
   code: number; // Cmd.TELEMETRY or Cmd.EVENT
   body: Uint8Array;
+  length: number;
   /** performance.now() of the first transmission (0: not sent yet), and of the latest. */
   sentAt: number;
   lastSentAt: number;
+  /** The next sample of the free list, while this one is in it. */
+  nextFree: Sample | null;
 }
+
+/** Body capacity of a new sample: any telemetry sample, and events with a detail of up to ~50 bytes. */
+const SAMPLE_BYTES = 128;
+/** Consumed samples kept for reuse per vehicle, at most: this plus two batches. */
+const FREE_SAMPLES = 16;
 
 const kVehicle = Symbol('vmcp.sim.vehicle');
 type Tagged = Socket & { [kVehicle]?: SimVehicle };
@@ -89,8 +108,14 @@ type Tagged = Socket & { [kVehicle]?: SimVehicle };
 function onSocketConnect(this: Tagged): void {
   this[kVehicle]?.socketConnected();
 }
-function onSocketData(this: Tagged, chunk: Buffer): void {
-  this[kVehicle]?.received(chunk);
+// Every socket reads into this one buffer (net's `onread`: no buffer allocated per read, no stream
+// events). Each chunk is decoded at once: the decoder and the assembler copy what they keep across
+// chunks (a frame split between reads, a fragmented message) and the handlers use the data before
+// returning, so nothing holds a view of it when the next read overwrites it.
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+function onSocketRead(this: Tagged, nread: number, buf: Uint8Array): boolean {
+  this[kVehicle]?.received(buf.subarray(0, nread));
+  return true;
 }
 function onSocketError(this: Tagged, err: NodeJS.ErrnoException): void {
   this[kVehicle]?.socketError(err);
@@ -99,9 +124,16 @@ function onSocketClose(this: Tagged): void {
   this[kVehicle]?.socketClosed(this);
 }
 
-/** Scratch space for building message DATA and frames: one vehicle writes at a time. */
+/** Scratch space for TELEMETRY_BATCH DATA (and a message that needs fragmenting): one vehicle at a time. */
 const scratch = new Uint8Array(64 * 1024);
-const frames = Buffer.allocUnsafe(256 * 1024);
+
+// Outgoing frames are written into a shared chunk, each socket write taking a view of its bytes; the
+// region is never reused (a write still queued in the socket holds its view), a new chunk is taken
+// when the room left is below what one pump may write (a window of samples).
+const OUT_CHUNK = 256 * 1024;
+const OUT_ROOM = 64 * 1024;
+let out = Buffer.allocUnsafeSlow(OUT_CHUNK);
+let outPos = 0;
 
 export class SimVehicle implements MessageSink {
   state: State = 'idle';
@@ -128,6 +160,10 @@ export class SimVehicle implements MessageSink {
   // Uplink outbox: samples[head, length) are unconsumed, in seq order; [head, sendPos) were sent
   // on this connection and are waiting for their ack.
   private samples: Sample[] = [];
+  /** Consumed samples for reuse: a list linked through nextFree. */
+  private free: Sample | null = null;
+  private freeCount = 0;
+  private readonly freeMax: number;
   private head = 0;
   private sendPos = 0;
   private nextSeq = 1;
@@ -156,6 +192,7 @@ export class SimVehicle implements MessageSink {
     private readonly localAddress: string | undefined,
   ) {
     this.cwnd = ctx.window;
+    this.freeMax = FREE_SAMPLES + 2 * ctx.batch;
   }
 
   get connected(): boolean {
@@ -178,6 +215,7 @@ export class SimVehicle implements MessageSink {
   startConnect(now: number): void {
     const st = this.ctx.stats;
     this.state = 'connecting';
+    this.wake();
     this.connectStartedAt = now;
     this.retryAfterMs = -1;
     st.connectAttempts++;
@@ -189,6 +227,7 @@ export class SimVehicle implements MessageSink {
         port: this.ctx.port,
         localAddress: this.localAddress,
         noDelay: true,
+        onread: { buffer: readBuffer, callback: onSocketRead },
       }) as Tagged;
     } catch (err) {
       st.connecting--;
@@ -198,7 +237,6 @@ export class SimVehicle implements MessageSink {
     }
     sock[kVehicle] = this;
     sock.on('connect', onSocketConnect);
-    sock.on('data', onSocketData);
     sock.on('error', onSocketError);
     sock.on('close', onSocketClose);
     this.socket = sock;
@@ -221,7 +259,7 @@ export class SimVehicle implements MessageSink {
     this.write(encodeMessage(Cmd.CONNECT, data));
   }
 
-  received(chunk: Buffer): void {
+  received(chunk: Uint8Array): void {
     this.decoder?.push(chunk);
   }
 
@@ -230,9 +268,9 @@ export class SimVehicle implements MessageSink {
   }
 
   socketClosed(sock: Tagged): void {
-    sock.off('data', onSocketData);
     delete sock[kVehicle];
     if (sock !== this.socket) return;
+    this.wake();
     this.socket = null;
     this.decoder = null;
     const st = this.ctx.stats;
@@ -283,11 +321,11 @@ export class SimVehicle implements MessageSink {
     this.socket?.destroy();
   }
 
-  private write(bytes: Uint8Array): void {
+  private write(bytes: Uint8Array, now = performance.now()): void {
     const sock = this.socket;
     if (sock === null || sock.destroyed) return;
     sock.write(bytes);
-    this.lastTxAt = performance.now();
+    this.lastTxAt = now;
   }
 
   // ---- messages from the gateway ----
@@ -296,7 +334,11 @@ export class SimVehicle implements MessageSink {
     try {
       switch (code) {
         case Cmd.UPLINK_ACK:
-          if (data.length >= 5) this.onAck(readU32(data, 0), data[4]!);
+          if (data.length >= 5) {
+            this.onAck(readU32(data, 0), data[4]!);
+            // The window opened, a rewind or a pause: samples wait to be sent.
+            if (this.sendPos < this.samples.length) this.wake();
+          }
           return;
         case Cmd.CONNACK:
           return this.onConnack(data);
@@ -349,6 +391,7 @@ export class SimVehicle implements MessageSink {
     const st = this.ctx.stats;
     const ack = decodeConnack(data);
     if (this.state !== 'connecting') return;
+    this.wake();
     st.connecting--;
     const now = performance.now();
     if (ack.status !== ConnackStatus.ACCEPTED) {
@@ -446,12 +489,15 @@ export class SimVehicle implements MessageSink {
       const s = samples[h]!;
       if (how === 'stored') {
         st.stored++;
-        if (s.sentAt > 0) {
-          st.recordAck(now - s.sentAt);
-          st.service.recordMs(now - s.lastSentAt);
-        }
+        if (s.sentAt > 0) st.recordAck(now - s.sentAt, now - s.lastSentAt);
       } else if (how === 'resume') st.storedOnResume++;
       else st.rejected++;
+      // Nothing reads below head again (the array slot is dropped at the next compaction).
+      if (this.freeCount < this.freeMax) {
+        s.nextFree = this.free;
+        this.free = s;
+        this.freeCount++;
+      }
       h++;
     }
     this.head = h;
@@ -557,6 +603,33 @@ export class SimVehicle implements MessageSink {
 
   /** Generates due samples and sends what the window allows; keepalive. `now` is performance.now(). */
   tick(now: number): void {
+    this.work(now);
+    this.ctx.dueAt[this.index] = this.nextDue();
+  }
+
+  /** Has the fleet's loop visit this vehicle at its next tick. */
+  private wake(): void {
+    this.ctx.dueAt[this.index] = 0;
+  }
+
+  /**
+   * When work() next has something to do, as things stand after it ran: the connect timeout, the
+   * next sample, sending (next tick, or when a THROTTLED pause ends), the keepalive. Anything that
+   * changes these sooner (CONNACK, acks, the socket closing, a rate change) wakes the vehicle.
+   */
+  private nextDue(): number {
+    if (this.state === 'connecting') return this.connectStartedAt + CONNECT_TIMEOUT_MS;
+    if (this.motion === null) return Infinity;
+    const ctx = this.ctx;
+    let due = ctx.generating && ctx.rate > 0 ? this.nextSampleAt : Infinity;
+    if (this.state !== 'connected') return due;
+    if (this.sendPos < this.samples.length && this.pauseUntil < due) due = this.pauseUntil;
+    const ka = ctx.keepaliveS * 1000;
+    const ping = (this.pingSentAt > 0 ? this.pingSentAt : this.lastTxAt) + ka;
+    return ping < due ? ping : due;
+  }
+
+  private work(now: number): void {
     const ctx = this.ctx;
     if (this.state === 'connecting') {
       if (now - this.connectStartedAt >= CONNECT_TIMEOUT_MS) {
@@ -616,26 +689,44 @@ export class SimVehicle implements MessageSink {
         .tlvU16(UplinkTag.EVENT_CODE, ev.eventCode!)
         .tlvU8(UplinkTag.SEVERITY, ev.severity!)
         .tlvString(UplinkTag.DETAIL, ev.detail!);
-      this.samples.push({
-        seq: this.nextSeq++,
-        code: Cmd.EVENT,
-        body: w.finish(),
-        sentAt: 0,
-        lastSentAt: 0,
-      });
+      const tlvs = w.finish();
+      const s = this.newSample(Cmd.EVENT, tlvs.length);
+      s.body.set(tlvs);
+      s.length = tlvs.length;
       st.generated++;
       st.events++;
     }
-    const w = new ByteWriter(80);
-    writeTelemetrySample(w, m.telemetry(nowEpoch));
-    this.samples.push({
-      seq: this.nextSeq++,
-      code: Cmd.TELEMETRY,
-      body: w.finish(),
-      sentAt: 0,
-      lastSentAt: 0,
-    });
+    const s = this.newSample(Cmd.TELEMETRY, TELEMETRY_TLVS_MAX);
+    s.length = writeTelemetryTlvs(s.body, 0, m.telemetry(nowEpoch));
     st.generated++;
+  }
+
+  /** Appends a sample with the next seq and room for `bytes` of TLVs, reusing a consumed one. */
+  private newSample(code: number, bytes: number): Sample {
+    let s = this.free;
+    if (s === null) {
+      s = {
+        seq: 0,
+        code: 0,
+        body: new Uint8Array(Math.max(SAMPLE_BYTES, bytes)),
+        length: 0,
+        sentAt: 0,
+        lastSentAt: 0,
+        nextFree: null,
+      };
+    } else {
+      this.free = s.nextFree;
+      s.nextFree = null;
+      this.freeCount--;
+      if (s.body.length < bytes) s.body = new Uint8Array(bytes);
+    }
+    s.seq = this.nextSeq++;
+    s.code = code;
+    s.length = 0;
+    s.sentAt = 0;
+    s.lastSentAt = 0;
+    this.samples.push(s);
+    return s;
   }
 
   /** Sends samples from sendPos while the window has room; batches telemetry in version 2. */
@@ -649,7 +740,13 @@ export class SimVehicle implements MessageSink {
     }
     const samples = this.samples;
     const batch = this.sessionBatch;
-    let o = 0;
+    if (out.length - outPos < OUT_ROOM) {
+      out = Buffer.allocUnsafeSlow(OUT_CHUNK);
+      outPos = 0;
+    }
+    const buf = out;
+    const start = outPos;
+    let o = start;
     const window = Math.max(1, Math.floor(this.cwnd));
     while (this.sendPos < samples.length && this.sendPos - this.head < window) {
       const first = samples[this.sendPos]!;
@@ -665,23 +762,25 @@ export class SimVehicle implements MessageSink {
         const ended = this.sendPos + n < samples.length || !ctx.generating || ctx.rate === 0;
         if (n < batch && !ended && first.sentAt === 0) break;
       }
-      const len = n === 1 ? 4 + first.body.length : this.batchLength(n);
-      if (o + encodedLength(len) > frames.length) break;
-      if (n === 1) {
+      const len = n === 1 ? 4 + first.length : this.batchLength(n);
+      if (o + encodedLength(len) > buf.length) break;
+      if (n === 1 && len <= MAX_FRAME_DATA) {
+        o = writeUplinkFrame(buf, o, first.code, first.seq, first.body, first.length);
+      } else if (n === 1) {
         writeU32(scratch, 0, first.seq);
-        scratch.set(first.body, 4);
-        o = writeMessage(frames, o, first.code, scratch.subarray(0, len));
+        copyBytes(scratch, 4, first.body, first.length);
+        o = writeMessage(buf, o, first.code, scratch.subarray(0, len));
       } else {
         writeU32(scratch, 0, first.seq);
         scratch[4] = n;
         let p = 5;
         for (let i = 0; i < n; i++) {
-          const body = samples[this.sendPos + i]!.body;
-          writeU16(scratch, p, body.length);
-          scratch.set(body, p + 2);
-          p += 2 + body.length;
+          const s = samples[this.sendPos + i]!;
+          writeU16(scratch, p, s.length);
+          copyBytes(scratch, p + 2, s.body, s.length);
+          p += 2 + s.length;
         }
-        o = writeMessage(frames, o, Cmd.TELEMETRY_BATCH, scratch.subarray(0, p));
+        o = writeMessage(buf, o, Cmd.TELEMETRY_BATCH, scratch.subarray(0, p));
       }
       st.messages++;
       for (let i = 0; i < n; i++) {
@@ -695,12 +794,15 @@ export class SimVehicle implements MessageSink {
       }
       this.sendPos += n;
     }
-    if (o > 0) this.write(Buffer.from(frames.subarray(0, o)));
+    if (o > start) {
+      outPos = o;
+      this.write(buf.subarray(start, o), now);
+    }
   }
 
   private batchLength(n: number): number {
     let len = 5;
-    for (let i = 0; i < n; i++) len += 2 + this.samples[this.sendPos + i]!.body.length;
+    for (let i = 0; i < n; i++) len += 2 + this.samples[this.sendPos + i]!.length;
     return len;
   }
 }

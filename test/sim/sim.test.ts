@@ -156,6 +156,31 @@ describe('vmcp sim against an in-process gateway', () => {
   });
 });
 
+describe('vmcp sim timing', () => {
+  it('pings an idle fleet on its keepalive and starts sending when the rate is raised', async () => {
+    gw = await startGateway();
+    const g = gw;
+    const fleet = new SimFleet(
+      options(g, { vehicles: 5, rate: 0, keepaliveS: 1, durationMs: 3_500, drainMs: 1_000 }),
+    );
+    const running = fleet.run();
+    await until(() => fleet.stats.connected === 5, 10_000);
+    // Idle: only keepalive PINGs after a second without sending, answered by PONGs.
+    await until(() => fleet.stats.pongs >= 5, 2_500);
+    expect(fleet.stats.generated).toBe(0);
+    fleet.setRate(20);
+    const summary = await running;
+    expect(summary.keepalive.pings).toBeGreaterThanOrEqual(5);
+    expect(summary.keepalive.pongs).toBeGreaterThanOrEqual(5);
+    expect(summary.keepalive.misses).toBe(0);
+    expect(summary.uplink.sent).toBeGreaterThan(0);
+    expect(summary.uplink.stored).toBe(summary.uplink.sent);
+    expect(summary.latencyMs.count).toBe(summary.uplink.stored);
+    expect(summary.errorsTotal).toBe(0);
+    expect(summary.store).toMatchObject({ loss: 0, lostAcked: 0, disorder: 0, extra: 0 });
+  });
+});
+
 describe('vmcp sim with registration', () => {
   it('registers devices through the API, connects with CREDENTIAL and keeps the issued token', async () => {
     gw = await startGateway();
