@@ -270,7 +270,7 @@ export class VehicleMotion {
 
   /**
    * A telemetry sample at `nowMs` (call `advance` first). Electric vehicles omit ENGINE_RPM, so a
-   * sample is 69–73 bytes of TLVs with SEQ: the ~70-byte payload of the benchmarks.
+   * sample is 83–90 bytes of TLVs after the 4-byte SEQ (87–94 bytes of DATA).
    */
   telemetry(nowMs: number): TelemetrySample {
     const ignition = this.phase !== 'parked';

@@ -16,6 +16,16 @@ export const HOLE = -1;
 
 const SEQ_CACHE_MAX = 200_000;
 
+/**
+ * Pending index entries that make an index write due at once, besides the timer: one write (a
+ * synchronous transaction on the event loop) costs about 2 µs per entry, so this bounds its stall
+ * to some 30–40 ms at any ingest rate.
+ */
+export const INDEX_WRITE_ENTRIES = 16_384;
+
+/** Checkpoints written per maintenance tick at most (the rest wait for the next tick). */
+export const CHECKPOINTS_PER_TICK = 2_000;
+
 /** A vehicle's uplink position and merged latest telemetry. */
 export interface VehicleState {
   lastSeq: number;
@@ -66,7 +76,7 @@ interface CachedState extends VehicleState {
  * Appends uplink rows in one transaction: for each vehicle (rows grouped by vehicle, seqs ascending)
  * the first seq must follow its last consumed seq; its records (and holes) are inserted. Nothing else
  * is written per commit: the per-vehicle state (last seq, latest) lives in a cache and reaches the
- * `vehicles` checkpoint in flush(), every few seconds. After a crash the rows after the checkpoint
+ * `vehicles` checkpoint in tick(), every few seconds. After a crash the rows after the checkpoint
  * rebuild it exactly (VehicleStateReader).
  */
 export class UplinkAppender {
@@ -84,7 +94,8 @@ export class UplinkAppender {
   >;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
-  private readonly flushTx: Database.Transaction<(ids: string[]) => void>;
+  private readonly indexTx: Database.Transaction<() => void>;
+  private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
 
   constructor(db: Database.Database) {
@@ -102,8 +113,8 @@ export class UplinkAppender {
        WHERE excluded.latest_seq > vehicles.latest_seq`,
     );
     this.tx = db.transaction((rows: FlatRows, datas?: readonly unknown[]) => this.run(rows, datas));
-    this.flushTx = db.transaction((ids: string[]) => {
-      this.pending.write();
+    this.indexTx = db.transaction(() => this.pending.write());
+    this.checkpointTx = db.transaction((ids: string[]) => {
       for (const id of ids) {
         const st = this.cache.get(id);
         if (st === undefined || !st.dirty) continue;
@@ -211,21 +222,53 @@ export class UplinkAppender {
     return this.failures;
   }
 
-  /**
-   * Writes the pending index entries and moves the checkpoints of vehicles that changed since the
-   * last flush (one transaction).
-   */
-  flush(clear = false): void {
-    if (this.dirty.size > 0 || this.pending.size > 0) {
-      const ids = [...this.dirty];
-      this.flushTx.immediate(ids);
-      this.pending.clear();
-      for (const id of ids) {
-        const st = this.cache.get(id);
-        if (st !== undefined) st.dirty = false;
-      }
-      this.dirty.clear();
+  /** True when enough index entries wait that the owner should call writeIndex() now. */
+  get indexDue(): boolean {
+    return this.pending.entries >= INDEX_WRITE_ENTRIES;
+  }
+
+  /** Writes the pending index entries (one transaction). */
+  writeIndex(): void {
+    if (this.pending.size === 0) return;
+    this.indexTx.immediate();
+    this.pending.clear();
+  }
+
+  /** Moves the checkpoints of up to `max` vehicles that changed since their last one (one transaction). */
+  writeCheckpoints(max = Infinity): void {
+    if (this.dirty.size === 0) return;
+    const ids: string[] = [];
+    for (const id of this.dirty) {
+      if (ids.length >= max) break;
+      ids.push(id);
     }
+    this.checkpointTx.immediate(ids);
+    for (const id of ids) {
+      const st = this.cache.get(id);
+      if (st !== undefined) st.dirty = false;
+      this.dirty.delete(id);
+    }
+  }
+
+  /** The periodic work: the index, and a slice of the checkpoints (each write stays short). */
+  tick(): void {
+    this.writeIndex();
+    this.writeCheckpoints(CHECKPOINTS_PER_TICK);
+  }
+
+  /** Everything at once: the index and every checkpoint (close, retention, cache eviction). */
+  flush(clear = false): void {
+    this.writeIndex();
+    this.writeCheckpoints();
     if (clear) this.cache.clear();
+  }
+}
+
+/** Runs the appender's background work; a busy or failing database is tried again next time. */
+export function maintain(appender: UplinkAppender, work: 'tick' | 'writeIndex'): void {
+  try {
+    appender[work]();
+  } catch {
+    // The rows keep the truth; the entries and checkpoints stay pending until a write succeeds.
   }
 }

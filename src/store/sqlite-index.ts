@@ -48,6 +48,8 @@ export function rowData(kind: number, data: Uint8Array | string): RecordData {
 export class PendingIndex {
   private byKey = new Map<number, number[]>();
   private maxId = 0;
+  /** Entries held (rows above the mark). */
+  entries = 0;
   private readonly upto: Database.Statement;
   private readonly tail: Database.Statement;
   private readonly insert: Database.Statement;
@@ -66,6 +68,7 @@ export class PendingIndex {
   /** Rebuilds the entries from the rows above the indexed mark (on open, and after a rollback). */
   reload(): void {
     this.byKey = new Map();
+    this.entries = 0;
     const upto = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     this.maxId = upto;
     for (const r of this.tail.iterate(upto) as Iterable<{ id: number; vkey: number; seq: number }>)
@@ -77,6 +80,7 @@ export class PendingIndex {
     if (list === undefined) this.byKey.set(vkey, [seq, id]);
     else list.push(seq, id);
     if (id > this.maxId) this.maxId = id;
+    this.entries++;
   }
 
   /** [seq, id, …] of a vehicle's unindexed rows, ascending; undefined when it has none. */
@@ -104,6 +108,7 @@ export class PendingIndex {
 
   clear(): void {
     this.byKey = new Map();
+    this.entries = 0;
   }
 }
 

@@ -8,6 +8,7 @@ import {
   ROW_STRIDE,
   UplinkAppender,
   VehicleStateReader,
+  maintain,
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
@@ -252,6 +253,7 @@ export class SqliteStore implements Store {
     { resolve(f: FlatFailures): void; reject(e: Error): void }
   >();
   private nextCall = 0;
+  private indexWriteQueued = false;
 
   private createCommandTx: Database.Transaction<(cmd: NewCommand) => CommandRow> | undefined;
   private seenQueue: {
@@ -281,14 +283,8 @@ export class SqliteStore implements Store {
     } else {
       const appender = (this.appender = new UplinkAppender(db));
       this.reader = new VehicleStateReader(db, appender.pending);
-      // Checkpoints every few seconds; the rows after them are folded in on read meanwhile.
-      this.flushTimer = setInterval(() => {
-        try {
-          appender.flush();
-        } catch {
-          // A busy or failing database: the next tick tries again; rows keep the truth.
-        }
-      }, CHECKPOINT_MS);
+      // The index and checkpoints every few seconds; reads use the rows and memory meanwhile.
+      this.flushTimer = setInterval(() => maintain(appender, 'tick'), CHECKPOINT_MS);
       this.flushTimer.unref();
     }
 
@@ -434,6 +430,15 @@ export class SqliteStore implements Store {
         writes.map((w) => w.record?.data),
       );
     } else throw new Error('store is not open');
+    // Under heavy ingest the index is written as soon as enough entries wait, not only on the timer.
+    const appender = this.appender;
+    if (appender?.indexDue === true && !this.indexWriteQueued) {
+      this.indexWriteQueued = true;
+      setImmediate(() => {
+        this.indexWriteQueued = false;
+        if (this.appender === appender) maintain(appender, 'writeIndex');
+      });
+    }
     const failures = new Map<string, AppendFailure>();
     for (let i = 0; i < flat.length; i += 2) {
       failures.set(flat[i] as string, { kind: 'conflict', lastSeq: flat[i + 1] as number });

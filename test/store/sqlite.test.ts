@@ -20,6 +20,12 @@ import {
   type TelemetryMessage,
 } from '../../src/protocol/index.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import {
+  CHECKPOINTS_PER_TICK,
+  INDEX_WRITE_ENTRIES,
+  UplinkAppender,
+  type FlatRows,
+} from '../../src/store/sqlite-append.js';
 import type { UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
 
@@ -380,6 +386,55 @@ describe('SqliteStore specifics', () => {
       }
     });
   }
+
+  it('writes the index as soon as enough entries wait, without waiting for the timer', async () => {
+    const count = (): number => {
+      const raw = new Database(h.path, { readonly: true });
+      try {
+        return raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get() as number;
+      } finally {
+        raw.close();
+      }
+    };
+    // INDEX_WRITE_ENTRIES rows (holes are rows too), in calls of 1,024 over 64 vehicles.
+    let seq = 0;
+    while (seq * 64 < INDEX_WRITE_ENTRIES) {
+      seq++;
+      const writes: UplinkWrite[] = [];
+      for (let v = 0; v < 64; v++) writes.push({ vehicleId: `V${v}`, seq, record: null });
+      await h.store.appendUplink(writes);
+    }
+    expect(seq * 64).toBe(INDEX_WRITE_ENTRIES);
+    expect(count()).toBe(0); // written on the next turn of the event loop
+    await new Promise((r) => setImmediate(r));
+    expect(count()).toBe(INDEX_WRITE_ENTRIES);
+  });
+
+  it('moves checkpoints in slices per tick, all of them on flush', async () => {
+    await h.store.close(); // the store created the schema; an appender of its own on the file
+    const db = new Database(h.path);
+    try {
+      const appender = new UplinkAppender(db);
+      const n = CHECKPOINTS_PER_TICK + 500;
+      const rows: FlatRows = [];
+      for (let v = 0; v < n; v++) rows.push(`V${v}`, 1, 0, 1, 2, null, '{"speedKmh":1}');
+      expect(appender.append(rows)).toEqual([]);
+      const checkpoints = (): unknown =>
+        db.prepare('SELECT count(*) FROM vehicles WHERE last_seq = 1').pluck().get();
+      appender.tick();
+      expect(checkpoints()).toBe(CHECKPOINTS_PER_TICK);
+      expect(db.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(n);
+      appender.tick();
+      expect(checkpoints()).toBe(n);
+      rows.length = 0;
+      for (let v = 0; v < n; v++) rows.push(`V${v}`, 2, 0, 1, 2, null, '{"speedKmh":2}');
+      appender.append(rows);
+      appender.flush();
+      expect(db.prepare('SELECT count(*) FROM vehicles WHERE last_seq = 2').pluck().get()).toBe(n);
+    } finally {
+      db.close();
+    }
+  });
 
   it('refuses a database written by a newer schema', async () => {
     await h.store.close();
