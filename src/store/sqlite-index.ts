@@ -179,8 +179,9 @@ export class UplinkRowReader {
     if (list === undefined) return out;
     for (let i = 0; i < list.length && out.length !== limit; i += 2) {
       if (list[i]! <= afterSeq) continue;
-      const r = this.byId.get(list[i + 1]) as UplinkRow;
-      if (r.kind >= kindMin) out.push(r);
+      // Never missing (retention deletes only indexed rows), but a read must not throw over it.
+      const r = this.byId.get(list[i + 1]) as UplinkRow | undefined;
+      if (r !== undefined && r.kind >= kindMin) out.push(r);
     }
     return out;
   }
