@@ -53,8 +53,9 @@ CREATE TABLE IF NOT EXISTS uplink (
   ts INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   traceparent TEXT,
-  -- NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
-  data TEXT
+  -- The record's TLVs as received (BLOB), or the JSON of its data (TEXT) for rows written without
+  -- them; NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
+  data BLOB
 );`;
 
 const SCHEMA = `
