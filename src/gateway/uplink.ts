@@ -23,10 +23,10 @@ interface PendingWrite extends UplinkWrite {
 export const ADMIT = -1;
 
 /**
- * Collects consumed uplink seqs from all sessions and commits them in groups: one store call every
- * commitIntervalMs (at once after an idle spell, then at most once per interval under load), then the acks. Nothing is
- * acked before the store reports it durable; on a failure nothing is consumed and the vehicles are
- * told THROTTLED so they resend.
+ * Collects consumed uplink seqs from all sessions and commits them in groups: one store call at
+ * once after an idle spell, then at most one per commitIntervalMs under load, then the acks.
+ * Nothing is acked before the store reports it durable; on a failure nothing is consumed and the
+ * vehicles are told THROTTLED so they resend.
  */
 export class UplinkPipeline {
   private pending: PendingWrite[] = [];

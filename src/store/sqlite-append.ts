@@ -26,6 +26,9 @@ export const INDEX_WRITE_ENTRIES = 16_384;
 /** Checkpoints written per maintenance tick at most (the rest wait for the next tick). */
 export const CHECKPOINTS_PER_TICK = 2_000;
 
+/** How often the index and the per-vehicle checkpoints (last seq, latest) are written. */
+const TICK_MS = 2_000;
+
 /** A vehicle's uplink position and merged latest telemetry. */
 export interface VehicleState {
   lastSeq: number;
@@ -97,6 +100,10 @@ export class UplinkAppender {
   private readonly indexTx: Database.Transaction<() => void>;
   private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
+  /** The periodic tick while started; an index write queued for the next turn of the loop. */
+  private timer: NodeJS.Timeout | undefined;
+  private indexWriteQueued = false;
+  private stopped = false;
 
   constructor(db: Database.Database) {
     this.pending = new PendingIndex(db);
@@ -219,12 +226,37 @@ export class UplinkAppender {
       this.cache.set(id, st);
       this.dirty.add(id);
     }
+    // Under heavy ingest the index is written as soon as enough entries wait, not only on the tick.
+    if (this.pending.entries >= INDEX_WRITE_ENTRIES && !this.indexWriteQueued) {
+      this.indexWriteQueued = true;
+      setImmediate(() => {
+        this.indexWriteQueued = false;
+        if (!this.stopped) this.background(() => this.writeIndex());
+      });
+    }
     return this.failures;
   }
 
-  /** True when enough index entries wait that the owner should call writeIndex() now. */
-  get indexDue(): boolean {
-    return this.pending.entries >= INDEX_WRITE_ENTRIES;
+  /** Starts the periodic tick (index and checkpoints every TICK_MS). */
+  start(): void {
+    this.timer = setInterval(() => this.background(() => this.tick()), TICK_MS);
+    this.timer.unref();
+  }
+
+  /** Stops the background work and writes everything still pending (close). */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.flush();
+  }
+
+  /** Background work: a busy or failing database is tried again next time. */
+  private background(work: () => void): void {
+    try {
+      work();
+    } catch {
+      // The rows keep the truth; the entries and checkpoints stay pending until a write succeeds.
+    }
   }
 
   /** Writes the pending index entries (one transaction). */
@@ -261,14 +293,5 @@ export class UplinkAppender {
     this.writeIndex();
     this.writeCheckpoints();
     if (clear) this.cache.clear();
-  }
-}
-
-/** Runs the appender's background work; a busy or failing database is tried again next time. */
-export function maintain(appender: UplinkAppender, work: 'tick' | 'writeIndex'): void {
-  try {
-    appender[work]();
-  } catch {
-    // The rows keep the truth; the entries and checkpoints stay pending until a write succeeds.
   }
 }

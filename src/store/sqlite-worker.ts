@@ -1,7 +1,7 @@
 // Worker thread of the SQLite store: owns a second connection and runs the uplink appends off the event loop.
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
-import { UplinkAppender, maintain, type FlatRows } from './sqlite-append.js';
+import { UplinkAppender, type FlatRows } from './sqlite-append.js';
 
 interface Init {
   path: string;
@@ -15,15 +15,13 @@ db.pragma(`synchronous = ${sync === 'normal' ? 'NORMAL' : 'FULL'}`);
 db.pragma('busy_timeout = 5000');
 const appender = new UplinkAppender(db);
 
-// The index and checkpoints every few seconds, as the in-process appender does.
-const timer = setInterval(() => maintain(appender, 'tick'), 2_000);
-let indexWriteQueued = false;
+// The index and checkpoints every few seconds, as in-process.
+appender.start();
 
 parentPort!.on('message', (msg: { id: number; rows: FlatRows | null } | { close: true }) => {
   if ('close' in msg) {
-    clearInterval(timer);
     try {
-      appender.flush();
+      appender.stop();
     } finally {
       db.close();
       parentPort!.close();
@@ -37,13 +35,6 @@ parentPort!.on('message', (msg: { id: number; rows: FlatRows | null } | { close:
       return;
     }
     parentPort!.postMessage({ id: msg.id, failures: appender.append(msg.rows) });
-    if (appender.indexDue && !indexWriteQueued) {
-      indexWriteQueued = true;
-      setImmediate(() => {
-        indexWriteQueued = false;
-        maintain(appender, 'writeIndex');
-      });
-    }
   } catch (err) {
     parentPort!.postMessage({
       id: msg.id,

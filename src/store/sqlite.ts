@@ -8,7 +8,6 @@ import {
   ROW_STRIDE,
   UplinkAppender,
   VehicleStateReader,
-  maintain,
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
@@ -182,8 +181,6 @@ interface DeviceDbRow {
 }
 
 const KIND_CODE = { telemetry: 0, event: 1 } as const;
-/** How often per-vehicle checkpoints (last seq, latest) are written. */
-const CHECKPOINT_MS = 2_000;
 const KIND_NAME = ['telemetry', 'event'] as const;
 
 function toVehicle(r: VehicleDbRow, reader: VehicleStateReader): VehicleRow {
@@ -244,7 +241,6 @@ export class SqliteStore implements Store {
   private stmts: ReturnType<SqliteStore['prepare']> | undefined;
   /** Folds the rows after each vehicle's checkpoint (reads on this connection). */
   private reader: VehicleStateReader | undefined;
-  private flushTimer: NodeJS.Timeout | undefined;
   /** In-process appends (no worker). */
   private appender: UplinkAppender | undefined;
   /** The worker thread running appends on its own connection, with its pending calls. */
@@ -254,7 +250,6 @@ export class SqliteStore implements Store {
     { resolve(f: FlatFailures): void; reject(e: Error): void }
   >();
   private nextCall = 0;
-  private indexWriteQueued = false;
 
   private createCommandTx: Database.Transaction<(cmd: NewCommand) => CommandRow> | undefined;
   private seenQueue: {
@@ -285,8 +280,7 @@ export class SqliteStore implements Store {
       const appender = (this.appender = new UplinkAppender(db));
       this.reader = new VehicleStateReader(db, appender.pending);
       // The index and checkpoints every few seconds; reads use the rows and memory meanwhile.
-      this.flushTimer = setInterval(() => maintain(appender, 'tick'), CHECKPOINT_MS);
-      this.flushTimer.unref();
+      appender.start();
     }
 
     this.createCommandTx = db.transaction((cmd: NewCommand) => {
@@ -385,9 +379,8 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     const db = this.db;
     const worker = this.worker;
-    clearInterval(this.flushTimer);
     try {
-      this.appender?.flush();
+      this.appender?.stop();
     } catch {
       // Closing anyway: the rows after the checkpoints rebuild it on the next open.
     }
@@ -431,15 +424,6 @@ export class SqliteStore implements Store {
         writes.map((w) => w.record?.data),
       );
     } else throw new Error('store is not open');
-    // Under heavy ingest the index is written as soon as enough entries wait, not only on the timer.
-    const appender = this.appender;
-    if (appender?.indexDue === true && !this.indexWriteQueued) {
-      this.indexWriteQueued = true;
-      setImmediate(() => {
-        this.indexWriteQueued = false;
-        if (this.appender === appender) maintain(appender, 'writeIndex');
-      });
-    }
     const failures = new Map<string, AppendFailure>();
     for (let i = 0; i < flat.length; i += 2) {
       failures.set(flat[i] as string, { kind: 'conflict', lastSeq: flat[i + 1] as number });
