@@ -1014,10 +1014,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     if (throttled) {
       conn.throttledUntil = this.timers.now() + this.opts.throttleWaitMs;
       this.clearTimer('throttleTimer');
-      this.throttleTimer = this.timers.setTimeout(() => {
-        this.throttleTimer = undefined;
-        this.schedulePump();
-      }, this.opts.throttleWaitMs);
+      this.wakeAfterThrottle(this.opts.throttleWaitMs);
     } else if (conn.rewoundTo === seq) {
       // Messages pipelined behind the one that made us rewind get OUT_OF_ORDER too (3.2): already handled.
       return;
@@ -1025,6 +1022,15 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     conn.rewoundTo = seq;
     conn.cursor = seq;
     conn.batches.clear();
+  }
+
+  /** Pumps again once a THROTTLED wait is over (one timer at a time). */
+  private wakeAfterThrottle(ms: number): void {
+    if (this.throttleTimer !== undefined) return;
+    this.throttleTimer = this.timers.setTimeout(() => {
+      this.throttleTimer = undefined;
+      this.schedulePump();
+    }, ms);
   }
 
   private schedulePump(): void {
@@ -1043,7 +1049,12 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     if (this.stateValue !== 'connected' || conn === undefined || conn.closed || conn.blocked)
       return;
     const now = this.timers.now();
-    if (now < conn.throttledUntil) return;
+    if (now < conn.throttledUntil) {
+      // A timer may fire a little before the clock reaches the end of the wait: never leave the
+      // outbox without a wake-up for the rest of it.
+      this.wakeAfterThrottle(conn.throttledUntil - now);
+      return;
+    }
     const batching = this.opts.batch !== undefined && conn.version >= 2;
     const chunks: Uint8Array[] = [];
     while (conn.cursor < this.nextSeqValue && conn.cursor - this.lowSeq < this.opts.maxInFlight) {

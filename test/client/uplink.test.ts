@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest';
 import {
   AckStatus,
   InvalidSampleError,
+  ManualTimers,
   OutboxFullError,
   UplinkRefusedError,
   type AckedInfo,
+  type Timers,
 } from '../../src/client/index.js';
 import { Cmd, decodeTelemetryBatch } from '../../src/protocol/index.js';
 import { settle } from './peer.js';
@@ -124,6 +126,33 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
     await settle();
     expect(p.map((x) => x.value())).toEqual([1, 2, undefined]);
     expect(p[2]!.error()).toBeInstanceOf(UplinkRefusedError);
+  });
+
+  it('THROTTLED: resends even when the wait timer fires a little before the clock reaches its end', async () => {
+    // Node's timers run on the loop's cached clock and may fire up to 1 ms before Date.now() says
+    // the wait is over; the client must not be left with an outbox and no wake-up.
+    const clock = new ManualTimers();
+    const early: Timers = {
+      now: () => clock.now(),
+      setTimeout: (fn, ms) => clock.setTimeout(fn, Math.max(0, ms - 1)),
+      clearTimeout: (t) => clock.clearTimeout(t),
+    };
+    const h = setup({ timers: early });
+    const peer = await connected(h, { version: 1 });
+    const p = [1, 2, 3].map((i) => track(h.client.publishTelemetry(sample(i))));
+    await peer.uplink(3);
+    peer.ack(1, AckStatus.STORED);
+    peer.ack(2, AckStatus.THROTTLED);
+    await settle();
+    clock.advance(999); // the wait timer fires here, 1 ms early
+    await settle();
+    expect(peer.uplinkNow()).toEqual([]);
+    clock.advance(1);
+    await settle();
+    expect(peer.uplinkNow()).toEqual([2, 3]);
+    peer.ack(3);
+    await settle();
+    expect(p.map((x) => x.value())).toEqual([1, 2, 3]);
   });
 
   it('THROTTLED: waits ≥ 1 s, then resends from the given seq once despite the OUT_OF_ORDER behind it', async () => {
