@@ -1002,7 +1002,11 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     this.schedulePump();
   }
 
-  /** OUT_OF_ORDER / THROTTLED: SEQ is the seq the gateway expects; everything before it is consumed. */
+  /**
+   * OUT_OF_ORDER / THROTTLED: SEQ is the seq the gateway expects next; resend from it. The seqs
+   * before it are not taken as stored: the gateway may still be committing them (their STORED comes
+   * after the commit, and a failed commit answers with a lower SEQ), so they stay in the outbox.
+   */
   private rewind(conn: Connection, seq: number, throttled: boolean): void {
     if (conn.closed) return;
     if (seq < this.lowSeq) {
@@ -1010,7 +1014,6 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       this.drop(conn, 'gateway expects an uplink seq the outbox no longer holds');
       return;
     }
-    this.consumeUpTo(seq - 1);
     if (throttled) {
       conn.throttledUntil = this.timers.now() + this.opts.throttleWaitMs;
       this.clearTimer('throttleTimer');

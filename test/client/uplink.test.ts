@@ -187,15 +187,39 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
     expect(peer.uplinkNow()).toEqual([]);
   });
 
+  it('THROTTLED n does not count the seqs before n as stored: a failed commit can still hand them back', async () => {
+    const h = setup();
+    const peer = await connected(h, { version: 1 });
+    const p = [1, 2, 3, 4].map((i) => track(h.client.publishTelemetry(sample(i))));
+    await peer.uplink(4);
+    // 1 and 2 were admitted and are being committed; 3 hit the rate limit, 4 was pipelined behind it.
+    peer.ack(3, AckStatus.THROTTLED);
+    peer.ack(3, AckStatus.OUT_OF_ORDER);
+    await settle();
+    expect(p.map((x) => x.settled())).toEqual([false, false, false, false]);
+    // The commit of 1 and 2 failed: the gateway rolls back and asks for 1 again (3.2).
+    peer.ack(1, AckStatus.THROTTLED);
+    await settle();
+    h.timers.advance(1_000);
+    await settle();
+    expect(peer.uplinkNow()).toEqual([1, 2, 3, 4]);
+    peer.ack(4);
+    await settle();
+    expect(p.map((x) => x.value())).toEqual([1, 2, 3, 4]);
+    expect(h.errors).toEqual([]);
+  });
+
   it('OUT_OF_ORDER: resends from the seq the gateway expects, once', async () => {
     const h = setup();
     const peer = await connected(h, { version: 1, nextUplinkSeq: 1 });
     const p = [1, 2, 3].map((i) => track(h.client.publishTelemetry(sample(i))));
     await peer.uplink(3);
-    // The gateway says it expects 2 (so 1 is consumed) for each of the last two messages.
+    // The gateway says it expects 2 for each of the last two messages. That is no STORED for 1: the
+    // gateway may still be committing it, so 1 stays in the outbox until its ack.
     peer.ack(2, AckStatus.OUT_OF_ORDER);
     await settle();
-    expect(p[0]!.value()).toBe(1);
+    expect(p[0]!.settled()).toBe(false);
+    expect(h.client.unacked).toBe(3);
     expect(peer.uplinkNow()).toEqual([2, 3]);
     // The answer to the old 3 arrives after the resend began: it must not cause another resend.
     peer.ack(2, AckStatus.OUT_OF_ORDER);
