@@ -68,6 +68,14 @@ export class VehicleStateReader {
   }
 }
 
+/** A vehicle the running transaction wrote: its cached state and its rows [from, to) of the batch. */
+interface Written {
+  id: string;
+  st: CachedState;
+  from: number;
+  to: number;
+}
+
 interface CachedState extends VehicleState {
   /** The vehicle's integer key in `vehicle_keys` (what uplink rows and their index hold). */
   key: number;
@@ -93,7 +101,7 @@ export class UplinkAppender {
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
   private readonly tx: Database.Transaction<
-    (rows: FlatRows, datas?: readonly unknown[]) => [string, CachedState][]
+    (rows: FlatRows) => Written[]
   >;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
@@ -119,7 +127,7 @@ export class UplinkAppender {
        ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest, latest_seq = excluded.latest_seq
        WHERE excluded.latest_seq > vehicles.latest_seq`,
     );
-    this.tx = db.transaction((rows: FlatRows, datas?: readonly unknown[]) => this.run(rows, datas));
+    this.tx = db.transaction((rows: FlatRows) => this.run(rows));
     this.indexTx = db.transaction(() => this.pending.write());
     this.checkpointTx = db.transaction((ids: string[]) => {
       for (const id of ids) {
@@ -148,8 +156,8 @@ export class UplinkAppender {
     return st;
   }
 
-  private run(rows: FlatRows, datas: readonly unknown[] | undefined): [string, CachedState][] {
-    const updates: [string, CachedState][] = [];
+  private run(rows: FlatRows): Written[] {
+    const updates: Written[] = [];
     this.failures = [];
     const n = rows.length;
     let i = 0;
@@ -166,38 +174,20 @@ export class UplinkAppender {
         i = j;
         continue;
       }
-      let latest: Record<string, unknown> | undefined;
       for (let k = i; k < j; k += ROW_STRIDE) {
-        const kind = rows[k + 2] as number;
-        const stored = rows[k + 6] as Uint8Array | string | null;
         const seq = rows[k + 1] as number;
         const { lastInsertRowid } = this.insert.run(
           st.key,
           seq,
-          kind,
+          rows[k + 2],
           rows[k + 3],
           rows[k + 4],
           rows[k + 5],
-          stored,
+          rows[k + 6],
         );
         this.written.push(st.key, seq, Number(lastInsertRowid));
-        if (kind === 0 && stored !== null) {
-          // A copy: the cached state changes only once the transaction committed.
-          latest ??= { ...st.latest };
-          // In-process callers pass the data objects along (no decoding); the worker decodes.
-          const data = (datas?.[k / ROW_STRIDE] ?? rowData(0, stored)) as Record<string, unknown>;
-          for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
-        }
       }
-      updates.push([
-        vehicleId,
-        {
-          lastSeq: rows[j - ROW_STRIDE + 1] as number,
-          latest: latest ?? st.latest,
-          key: st.key,
-          dirty: true,
-        },
-      ]);
+      updates.push({ id: vehicleId, st, from: i, to: j });
       i = j;
     }
     return updates;
@@ -207,10 +197,10 @@ export class UplinkAppender {
   append(rows: FlatRows, datas?: readonly unknown[]): FlatFailures {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
-    let updates: [string, CachedState][];
+    let updates: Written[];
     this.written = [];
     try {
-      updates = this.tx.immediate(rows, datas);
+      updates = this.tx.immediate(rows);
     } catch (err) {
       // Keys created in the failed transaction are gone with it, and so is an index write a cache
       // eviction ran inside it: start over from the database (checkpoints not yet written are
@@ -222,9 +212,23 @@ export class UplinkAppender {
     }
     const w = this.written;
     for (let i = 0; i < w.length; i += 3) this.pending.add(w[i]!, w[i + 1]!, w[i + 2]!);
-    for (const [id, st] of updates) {
-      this.cache.set(id, st);
-      this.dirty.add(id);
+    // Committed: the cached states move forward in place (nothing to undo, so nothing is copied).
+    for (const { id, st, from, to } of updates) {
+      st.lastSeq = rows[to - ROW_STRIDE + 1] as number;
+      for (let k = from; k < to; k += ROW_STRIDE) {
+        const stored = rows[k + 6] as Uint8Array | string | null;
+        if (rows[k + 2] !== 0 || stored === null) continue;
+        // In-process callers pass the data objects along (no decoding); the worker decodes.
+        const data = (datas?.[k / ROW_STRIDE] ?? rowData(0, stored)) as Record<string, unknown>;
+        const latest = st.latest;
+        for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
+      }
+      if (!st.dirty) {
+        st.dirty = true;
+        this.dirty.add(id);
+      }
+      // A cache eviction inside the transaction dropped the entry: it holds the newest state.
+      if (this.cache.get(id) !== st) this.cache.set(id, st);
     }
     // Under heavy ingest the index is written as soon as enough entries wait, not only on the tick.
     if (this.pending.entries >= INDEX_WRITE_ENTRIES && !this.indexWriteQueued) {
