@@ -100,9 +100,7 @@ export class UplinkAppender {
   private readonly selectKey: Database.Statement;
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
-  private readonly tx: Database.Transaction<
-    (rows: FlatRows) => Written[]
-  >;
+  private readonly tx: Database.Transaction<(rows: FlatRows) => Written[]>;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
   private readonly indexTx: Database.Transaction<() => void>;

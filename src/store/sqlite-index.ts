@@ -9,11 +9,14 @@ import {
 import type { RecordData } from '../protocol/record.js';
 
 /**
- * Why the index is deferred: vehicles report about once a second, so one group commit holds about
- * one row per vehicle. A B-tree index on (vehicle, seq) updated per commit rewrites one index page
- * (4 KB into the WAL, and again at checkpoint) for nearly every row, which cost more than the row.
- * Instead the rows go into `uplink` (append-only by id), their index entries stay in memory, and
- * every few seconds they are inserted into `uplink_seq` sorted, touching each vehicle's page once.
+ * Why the index is deferred and kept in runs: vehicles report about once a second, so one group
+ * commit holds about one row per vehicle. A B-tree index on (vehicle, seq) updated per commit
+ * rewrites one index page (4 KB into the WAL, and again at checkpoint) for nearly every row, which
+ * cost more than the row; and one index entry per row, even written in bulk, cost a B-tree insert
+ * per message. Instead the rows go into `uplink` (append-only by id), their index entries stay in
+ * memory, and every few seconds each vehicle's entries are written as one run: a row of
+ * `uplink_runs` holding its consecutive seqs first_seq…last_seq and their row ids (encodeRunIds), so
+ * the index costs one insert per vehicle per write, not one per message.
  * `meta.uplink_indexed_upto` is the highest row id indexed; rows above it are found from memory on
  * the appender's connection, or by scanning that tail on another connection. The index is derived
  * data: after a crash the tail is re-read from `uplink`, which alone holds what was acked.
@@ -44,7 +47,92 @@ export function rowData(kind: number, data: Uint8Array | string): RecordData {
     : telemetryData(decodeTelemetrySample(data, 0, data.length));
 }
 
-/** Index entries of rows not yet in `uplink_seq`: per vehicle key, [seq, id, seq, id, …] ascending. */
+/** Entries per run at most: a read that starts inside a run decodes at most this many ids. */
+export const RUN_MAX = 256;
+
+/** Runs fetched per query by a read. */
+const RUNS_PER_READ = 16;
+
+const runScratch = Buffer.allocUnsafe(RUN_MAX * 8 + 16);
+
+/**
+ * The row ids of entries [from, to) of `list` ([seq, id, …]) as a run's BLOB: unsigned LEB128
+ * varints, the first id as is and then each id's difference from the one before (ids ascend within
+ * a vehicle's run, and are a few thousand apart at most ingest rates: two bytes an entry). Returns
+ * a view of a shared buffer (SQLite copies it when bound).
+ */
+export function encodeRunIds(list: readonly number[], from: number, to: number): Buffer {
+  let o = 0;
+  let prev = 0;
+  for (let i = from; i < to; i++) {
+    const id = list[2 * i + 1]!;
+    let v = id - prev;
+    prev = id;
+    // Arithmetic, not bit operations: row ids may pass 2^31.
+    while (v >= 0x80) {
+      runScratch[o++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    runScratch[o++] = v;
+  }
+  return runScratch.subarray(0, o);
+}
+
+/** The row ids of a run (encodeRunIds), in seq order. */
+export function decodeRunIds(blob: Uint8Array): number[] {
+  const ids: number[] = [];
+  let prev = 0;
+  let i = 0;
+  while (i < blob.length) {
+    let v = 0;
+    let scale = 1;
+    let b: number;
+    do {
+      b = blob[i++]!;
+      v += (b & 0x7f) * scale;
+      scale *= 0x80;
+    } while (b & 0x80 && i < blob.length);
+    prev += v;
+    ids.push(prev);
+  }
+  return ids;
+}
+
+/**
+ * Writes a vehicle's entries ([seq, id, …], seqs ascending) as runs: a run ends where the seqs stop
+ * being consecutive or the ids ascending, or at RUN_MAX entries. `insert` takes (last_id, vkey, first_seq, last_seq, ids).
+ */
+export function insertRuns(
+  insert: Database.Statement,
+  vkey: number,
+  list: readonly number[],
+): void {
+  const n = list.length / 2;
+  let start = 0;
+  for (let i = 1; i <= n; i++) {
+    if (
+      i < n &&
+      i - start < RUN_MAX &&
+      list[2 * i] === list[2 * i - 2]! + 1 &&
+      list[2 * i + 1]! > list[2 * i - 1]!
+    )
+      continue;
+    insert.run(
+      list[2 * i - 1],
+      vkey,
+      list[2 * start],
+      list[2 * i - 2],
+      encodeRunIds(list, start, i),
+    );
+    start = i;
+  }
+}
+
+/** Inserts a run (the statement insertRuns takes). */
+export const INSERT_RUN_SQL =
+  'INSERT OR REPLACE INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)';
+
+/** Index entries of rows not yet in `uplink_runs`: per vehicle key, [seq, id, seq, id, …] ascending. */
 export class PendingIndex {
   private byKey = new Map<number, number[]>();
   private maxId = 0;
@@ -58,7 +146,7 @@ export class PendingIndex {
   constructor(db: Database.Database) {
     this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     this.tail = db.prepare('SELECT id, vkey, seq FROM uplink WHERE id > ? ORDER BY id');
-    this.insert = db.prepare('INSERT OR IGNORE INTO uplink_seq (vkey, seq, id) VALUES (?, ?, ?)');
+    this.insert = db.prepare(INSERT_RUN_SQL);
     this.setUpto = db.prepare(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     );
@@ -93,16 +181,13 @@ export class PendingIndex {
   }
 
   /**
-   * Inserts every entry into `uplink_seq`, sorted, and moves the mark. The caller runs this inside
-   * a transaction and calls clear() once it committed.
+   * Writes every vehicle's entries as runs, in key order, and moves the mark. The caller runs this
+   * inside a transaction and calls clear() once it committed.
    */
   write(): void {
     if (this.byKey.size === 0) return;
     const keys = [...this.byKey.keys()].sort((a, b) => a - b);
-    for (const vkey of keys) {
-      const list = this.byKey.get(vkey)!;
-      for (let i = 0; i < list.length; i += 2) this.insert.run(vkey, list[i], list[i + 1]);
-    }
+    for (const vkey of keys) insertRuns(this.insert, vkey, this.byKey.get(vkey)!);
     this.setUpto.run(INDEXED_UPTO_KEY, String(this.maxId));
   }
 
@@ -113,14 +198,15 @@ export class PendingIndex {
 }
 
 /**
- * A vehicle's uplink rows after a seq, in seq order: the indexed part from `uplink_seq`, then the
+ * A vehicle's uplink rows after a seq, in seq order: the indexed part through `uplink_runs`, then the
  * rows above the mark, from the appender's PendingIndex (same connection) or, on another connection,
  * by scanning the tail of `uplink` (bounded by the few seconds between index writes). With a tail
  * scan both parts are read in one read transaction, so an index write in between cannot split them.
+ * A row a run names may be gone (retention deletes rows before the runs that name them): skipped.
  */
 export class UplinkRowReader {
   private readonly key: Database.Statement;
-  private readonly indexed: Database.Statement;
+  private readonly runs: Database.Statement;
   private readonly byId: Database.Statement;
   private readonly tail: Database.Statement | undefined;
   private readonly upto: Database.Statement | undefined;
@@ -135,10 +221,11 @@ export class UplinkRowReader {
   ) {
     const cols = 'u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data';
     this.key = db.prepare('SELECT key FROM vehicle_keys WHERE id = ?').pluck();
-    this.indexed = db.prepare(
-      `SELECT ${cols} FROM uplink_seq i JOIN uplink u ON u.id = i.id
-       WHERE i.vkey = ? AND i.seq > ? AND u.kind >= ? ORDER BY i.seq LIMIT ?`,
-    );
+    this.runs = db
+      .prepare(
+        'SELECT first_seq, last_seq, ids FROM uplink_runs WHERE vkey = ? AND last_seq > ? ORDER BY last_seq LIMIT ?',
+      )
+      .raw();
     this.byId = db.prepare(`SELECT ${cols} FROM uplink u WHERE u.id = ?`);
     if (pending === null) {
       this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
@@ -165,9 +252,25 @@ export class UplinkRowReader {
   }
 
   private collect(vkey: number, afterSeq: number, kindMin: number, limit: number): UplinkRow[] {
-    const out = this.indexed.all(vkey, afterSeq, kindMin, limit) as UplinkRow[];
+    const out: UplinkRow[] = [];
+    if (limit === 0) return out;
+    // Runs a few at a time (no other statement may run while one iterates), from afterSeq on.
+    let from = afterSeq;
+    for (;;) {
+      const runs = this.runs.all(vkey, from, RUNS_PER_READ) as [number, number, Uint8Array][];
+      for (const [firstSeq, lastSeq, blob] of runs) {
+        const ids = decodeRunIds(blob);
+        for (let i = Math.max(0, afterSeq + 1 - firstSeq); i < ids.length; i++) {
+          const r = this.byId.get(ids[i]) as UplinkRow | undefined;
+          if (r === undefined || r.kind < kindMin) continue;
+          out.push(r);
+          if (out.length === limit) return out;
+        }
+        from = lastSeq;
+      }
+      if (runs.length < RUNS_PER_READ) break;
+    }
     // Every unindexed row of a vehicle has a higher seq than its indexed ones (same order as ids).
-    if (limit >= 0 && out.length >= limit) return out;
     const more = limit < 0 ? -1 : limit - out.length;
     if (this.pending === null) {
       const upto = Number((this.upto!.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);

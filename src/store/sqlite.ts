@@ -11,7 +11,13 @@ import {
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
-import { INDEXED_UPTO_KEY, rowData, type UplinkRow } from './sqlite-index.js';
+import {
+  INDEXED_UPTO_KEY,
+  INSERT_RUN_SQL,
+  insertRuns,
+  rowData,
+  type UplinkRow,
+} from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -38,9 +44,10 @@ export interface SqliteStoreOptions {
 /**
  * PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id
  * text); 2: integer vehicle keys with a (vkey, seq) index on uplink; 3: that index deferred
- * (uplink_seq, written in bulk: sqlite-index.ts).
+ * (uplink_seq, written in bulk); 4: the deferred index in runs, one row per vehicle per index write
+ * (uplink_runs: sqlite-index.ts).
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const UPLINK_TABLE = `
 -- id is insertion order: retention deletes from its low end without an index on received_at.
@@ -76,14 +83,18 @@ CREATE TABLE IF NOT EXISTS vehicle_keys (
   id TEXT NOT NULL UNIQUE
 );
 ${UPLINK_TABLE}
--- The per-vehicle seq index of uplink, written in bulk every few seconds (sqlite-index.ts): rows
--- above meta.uplink_indexed_upto are not in it yet.
-CREATE TABLE IF NOT EXISTS uplink_seq (
+-- The per-vehicle seq index of uplink, written every few seconds as runs (sqlite-index.ts): a run
+-- is one vehicle's consecutive seqs first_seq…last_seq with their row ids (ascending, varint
+-- deltas). Keyed by its last row id, so retention deletes runs from the low end as it does rows.
+-- Rows above meta.uplink_indexed_upto are not in it yet.
+CREATE TABLE IF NOT EXISTS uplink_runs (
+  last_id INTEGER PRIMARY KEY,
   vkey INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
-  id INTEGER NOT NULL,
-  PRIMARY KEY (vkey, seq)
-) WITHOUT ROWID;
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  ids BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uplink_runs_vkey ON uplink_runs (vkey, last_seq);
 CREATE TABLE IF NOT EXISTS commands (
   id TEXT PRIMARY KEY,
   vehicle_id TEXT NOT NULL,
@@ -112,7 +123,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 /**
  * Brings a database of an earlier version to SCHEMA_VERSION in one transaction (a crash in between
  * leaves the old version, tried again on the next open). Version 0 → 2: uplink rows get the
- * vehicle's integer key instead of its id text; 2 → 3: the (vkey, seq) index moves to uplink_seq.
+ * vehicle's integer key instead of its id text; 2 → 3: the (vkey, seq) index moves to uplink_seq;
+ * 3 → 4: uplink_seq's entries become runs in uplink_runs.
  */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -139,11 +151,24 @@ function migrate(db: Database.Database): void {
     db.exec('DROP INDEX IF EXISTS uplink_key_seq');
     db.exec(SCHEMA);
     if (version < 3) {
+      db.exec(`CREATE TABLE IF NOT EXISTS uplink_seq (vkey INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL,
+        PRIMARY KEY (vkey, seq)) WITHOUT ROWID`);
       db.exec('INSERT OR IGNORE INTO uplink_seq (vkey, seq, id) SELECT vkey, seq, id FROM uplink');
       db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(
         INDEXED_UPTO_KEY,
         String(db.prepare('SELECT coalesce(max(id), 0) FROM uplink').pluck().get()),
       );
+    }
+    if (version < 4) {
+      // One vehicle at a time: its entries in memory, never the whole index.
+      const insert = db.prepare(INSERT_RUN_SQL);
+      const entries = db
+        .prepare('SELECT seq, id FROM uplink_seq WHERE vkey = ? ORDER BY seq')
+        .raw();
+      const keys = db.prepare('SELECT DISTINCT vkey FROM uplink_seq ORDER BY vkey').pluck().all();
+      for (const vkey of keys as number[])
+        insertRuns(insert, vkey, (entries.all(vkey) as [number, number][]).flat());
+      db.exec('DROP TABLE uplink_seq');
     }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
@@ -308,10 +333,10 @@ export class SqliteStore implements Store {
         'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
       ),
       prune: db.prepare('DELETE FROM uplink WHERE id <= ? AND received_at < ?'),
-      // Before the rows: their entries in the seq index (written by the flush just before).
+      // After the rows: the runs whose rows are all gone (every id below the lowest one left). A run
+      // reaching across that line stays, and reads skip the rows of it that went.
       pruneIndex: db.prepare(
-        `DELETE FROM uplink_seq WHERE (vkey, seq) IN
-         (SELECT vkey, seq FROM uplink WHERE id <= ? AND received_at < ?)`,
+        'DELETE FROM uplink_runs WHERE last_id < coalesce((SELECT min(id) FROM uplink), ? + 1)',
       ),
       countRecords: db.prepare(
         'SELECT count(*) AS n FROM uplink WHERE id <= ? AND received_at < ? AND kind >= 0',
@@ -493,8 +518,8 @@ export class SqliteStore implements Store {
         s.checkpoint.run(vehicle_id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
       }
       const { n } = s.countRecords.get(id, before) as { n: number };
-      s.pruneIndex.run(id, before);
       s.prune.run(id, before);
+      s.pruneIndex.run(id);
       return n;
     }).immediate();
   }

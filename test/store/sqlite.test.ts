@@ -26,6 +26,7 @@ import {
   UplinkAppender,
   type FlatRows,
 } from '../../src/store/sqlite-append.js';
+import { RUN_MAX, decodeRunIds, encodeRunIds, insertRuns } from '../../src/store/sqlite-index.js';
 import type { UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
 
@@ -72,6 +73,24 @@ for (const sync of ['full', 'normal'] as const) {
 }
 // Uplink appends in a worker thread (the built dist/store/sqlite-worker.js; npm test builds first).
 storeContract('SqliteStore (sync full, worker thread)', () => sqliteHarness('full', true));
+
+/** The seq index as [vkey, seq, id] entries, read from its runs (each run's ids match its seqs). */
+function indexEntries(db: Database.Database): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  const runs = db
+    .prepare(
+      'SELECT vkey, first_seq, last_seq, last_id, ids FROM uplink_runs ORDER BY vkey, first_seq',
+    )
+    .raw()
+    .all() as [number, number, number, number, Uint8Array][];
+  for (const [vkey, first, last, lastId, blob] of runs) {
+    const ids = decodeRunIds(blob);
+    expect(ids.length).toBe(last - first + 1);
+    expect(ids[ids.length - 1]).toBe(lastId);
+    ids.forEach((id, i) => out.push([vkey, first + i, id]));
+  }
+  return out;
+}
 
 function rec(vehicleId: string, seq: number): UplinkRecord {
   return {
@@ -296,13 +315,13 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const check = new Database(h.path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(3);
+      expect(check.pragma('user_version', { simple: true })).toBe(4);
       expect(check.prepare("SELECT name FROM pragma_table_info('uplink')").pluck().all()).toContain(
         'vkey',
       );
       // Every migrated row (and the new ones, written to the index at close) is in the seq index.
-      expect(check.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(
-        check.prepare('SELECT count(*) FROM uplink').pluck().get(),
+      expect(indexEntries(check)).toEqual(
+        check.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all(),
       );
     } finally {
       check.close();
@@ -321,7 +340,7 @@ describe('SqliteStore specifics', () => {
     const raw = new Database(h.path, { readonly: true });
     try {
       expect(raw.prepare('SELECT count(*) FROM uplink').pluck().get()).toBe(10);
-      expect(raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(0);
+      expect(indexEntries(raw)).toEqual([]);
     } finally {
       raw.close();
     }
@@ -353,26 +372,88 @@ describe('SqliteStore specifics', () => {
     expect((await store.listUplink('A', 5, 5)).map((r) => r.seq)).toEqual([7]);
   });
 
-  it('removes the index entries of the rows retention deletes', async () => {
-    for (let seq = 1; seq <= 6; seq++)
-      await h.store.appendUplink([
+  it('drops the index runs whose rows retention deleted, and reads skip the rows it deleted', async () => {
+    // Three index writes (each close writes one): runs A 1–2 / B 1–2, A 3–4 / B 3–4, A 5–6 / B 5–6.
+    let store = h.store;
+    for (let seq = 1; seq <= 6; seq++) {
+      await store.appendUplink([
         { vehicleId: 'A', seq, record: { ...rec('A', seq), receivedAt: seq } },
-        { vehicleId: 'B', seq, record: seq === 2 ? null : { ...rec('B', seq), receivedAt: seq } },
+        { vehicleId: 'B', seq, record: seq === 4 ? null : { ...rec('B', seq), receivedAt: seq } },
       ]);
-    // Records received before 4 go: A 1–3, B 1 and 3.
-    expect(await h.store.pruneUplink(4, 1_000)).toBe(5);
-    expect((await h.store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
-    expect((await h.store.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
-    await h.store.close();
+      if (seq % 2 === 0) {
+        await store.close();
+        store = await h.reopen();
+      }
+    }
+    // Records received before 4 go: A 1–3, B 1–3; B's hole at 4 is received "now" and stays.
+    expect(await store.pruneUplink(4, 1_000)).toBe(6);
+    expect((await store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
+    expect((await store.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([5, 6]);
+    expect((await store.listUplink('A', 0, 1)).map((r) => r.seq)).toEqual([4]);
+    await store.close();
     const raw = new Database(h.path, { readonly: true });
     try {
-      expect(
-        raw.prepare('SELECT vkey, seq FROM uplink_seq ORDER BY vkey, seq').raw().all(),
-      ).toEqual(raw.prepare('SELECT vkey, seq FROM uplink ORDER BY vkey, seq').raw().all());
-      // A 4–6, B 4–6 and B's hole at 2 (a hole is received "now", so it is not old enough yet).
-      expect(raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(7);
+      // The first runs went with their rows; the middle ones keep their rows 4 and name 3, which
+      // went (reads skip it). Every row left is in the index.
+      const entries = indexEntries(raw);
+      expect(entries.map(([vkey, seq]) => [vkey, seq])).toEqual([
+        [1, 3],
+        [1, 4],
+        [1, 5],
+        [1, 6],
+        [2, 3],
+        [2, 4],
+        [2, 5],
+        [2, 6],
+      ]);
+      const left = raw.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all();
+      expect(left).toHaveLength(6);
+      for (const row of left) expect(entries).toContainEqual(row);
     } finally {
       raw.close();
+    }
+  });
+
+  it('migrates a database of schema 3 (one index entry per row) to runs, rows above its mark too', async () => {
+    for (let seq = 1; seq <= 5; seq++)
+      await h.store.appendUplink([
+        { vehicleId: 'A', seq, record: rec('A', seq) },
+        { vehicleId: 'B', seq, record: seq === 2 ? null : rec('B', seq) },
+      ]);
+    await h.store.close();
+    // Turn the file back into schema 3: rows up to id 6 (seqs 1–3) in uplink_seq, the rest above
+    // the mark, as a version-3 gateway that crashed between two index writes leaves it.
+    const raw = new Database(h.path);
+    try {
+      raw.exec(`
+        DROP TABLE uplink_runs;
+        CREATE TABLE uplink_seq (vkey INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL,
+          PRIMARY KEY (vkey, seq)) WITHOUT ROWID;
+        INSERT INTO uplink_seq SELECT vkey, seq, id FROM uplink WHERE id <= 6;
+        UPDATE meta SET value = '6' WHERE key = 'uplink_indexed_upto';
+        PRAGMA user_version = 3;
+      `);
+    } finally {
+      raw.close();
+    }
+    const store = await h.reopen();
+    expect((await store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect((await store.listUplink('B', 1, 10)).map((r) => r.seq)).toEqual([3, 4, 5]);
+    expect(await store.appendUplink([{ vehicleId: 'B', seq: 6, record: rec('B', 6) }])).toEqual(
+      new Map(),
+    );
+    await store.close();
+    const check = new Database(h.path, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(4);
+      expect(
+        check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'uplink_seq'").pluck().get(),
+      ).toBe(0);
+      expect(indexEntries(check)).toEqual(
+        check.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all(),
+      );
+    } finally {
+      check.close();
     }
   });
 
@@ -393,7 +474,7 @@ describe('SqliteStore specifics', () => {
       const count = (): number => {
         const raw = new Database(w.path, { readonly: true });
         try {
-          return raw.prepare('SELECT count(*) FROM uplink_seq').pluck().get() as number;
+          return indexEntries(raw).length;
         } finally {
           raw.close();
         }
@@ -446,7 +527,7 @@ describe('SqliteStore specifics', () => {
         db.prepare('SELECT count(*) FROM vehicles WHERE last_seq = 1').pluck().get();
       appender.tick();
       expect(checkpoints()).toBe(CHECKPOINTS_PER_TICK);
-      expect(db.prepare('SELECT count(*) FROM uplink_seq').pluck().get()).toBe(n);
+      expect(indexEntries(db).length).toBe(n);
       appender.tick();
       expect(checkpoints()).toBe(n);
       rows.length = 0;
@@ -657,4 +738,49 @@ describe('SqliteStore durability under kill -9', () => {
       }
     });
   }
+});
+
+describe('uplink index runs', () => {
+  it('round-trips row ids, past 2^32 and with wide gaps', () => {
+    const ids = [1, 2, 130, 16_515, 2 ** 32 + 7, 2 ** 40, 2 ** 52 + 1];
+    const list = ids.flatMap((id, i) => [i + 1, id]);
+    const blob = Buffer.from(encodeRunIds(list, 0, ids.length));
+    expect(decodeRunIds(blob)).toEqual(ids);
+    // One byte per id below 128 apart; a sub-range starts from its own first id.
+    expect(encodeRunIds([1, 10, 2, 11, 3, 12], 0, 3)).toHaveLength(3);
+    expect(decodeRunIds(Buffer.from(encodeRunIds(list, 2, 4)))).toEqual([130, 16_515]);
+  });
+
+  it('splits runs at a seq gap, at ids that do not ascend, and at RUN_MAX entries', () => {
+    const db = new Database(':memory:');
+    try {
+      db.exec(`CREATE TABLE uplink_runs (last_id INTEGER PRIMARY KEY, vkey INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ids BLOB NOT NULL)`);
+      const insert = db.prepare(
+        'INSERT INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)',
+      );
+      const list: number[] = [];
+      // seqs 1–3 (ids 10, 20, 30), a gap, seqs 5–6 (ids 40, 35: not ascending), a gap, then
+      // RUN_MAX + 2 consecutive seqs.
+      list.push(1, 10, 2, 20, 3, 30, 5, 40, 6, 35);
+      for (let i = 0; i < RUN_MAX + 2; i++) list.push(8 + i, 100 + i);
+      insertRuns(insert, 9, list);
+      const runs = db
+        .prepare('SELECT vkey, first_seq, last_seq, last_id FROM uplink_runs ORDER BY first_seq')
+        .raw()
+        .all();
+      expect(runs).toEqual([
+        [9, 1, 3, 30],
+        [9, 5, 5, 40],
+        [9, 6, 6, 35],
+        [9, 8, 7 + RUN_MAX, 99 + RUN_MAX],
+        [9, 8 + RUN_MAX, 9 + RUN_MAX, 101 + RUN_MAX],
+      ]);
+      expect(indexEntries(db).map(([, seq, id]) => [seq, id])).toEqual(
+        Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]),
+      );
+    } finally {
+      db.close();
+    }
+  });
 });
