@@ -17,11 +17,17 @@ export const HOLE = -1;
 const SEQ_CACHE_MAX = 200_000;
 
 /**
- * Pending index entries that make an index write due at once, besides the timer: one write (a
- * synchronous transaction on the event loop) costs about 2 µs per entry, so this bounds its stall
- * to some 30–40 ms at any ingest rate.
+ * Pending index entries that make an index write due at once, besides the timer: it bounds the
+ * memory they take and the tail a reader on another connection scans (worker mode).
  */
 export const INDEX_WRITE_ENTRIES = 16_384;
+
+/**
+ * Vehicles whose runs one index transaction writes at most (a synchronous transaction on the event
+ * loop: some 2–5 µs per run, so a few to 20 ms); an index write of more vehicles goes in slices,
+ * one per turn of the event loop.
+ */
+export const INDEX_RUNS_PER_WRITE = 4_096;
 
 /** Checkpoints written per maintenance tick at most (the rest wait for the next tick). */
 export const CHECKPOINTS_PER_TICK = 2_000;
@@ -103,12 +109,13 @@ export class UplinkAppender {
   private readonly tx: Database.Transaction<(rows: FlatRows) => Written[]>;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
-  private readonly indexTx: Database.Transaction<() => void>;
+  private readonly indexTx: Database.Transaction<(max: number) => number[]>;
   private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
-  /** The periodic tick while started; an index write queued for the next turn of the loop. */
+  /** The periodic tick while started; an index write queued or in progress (in slices). */
   private timer: NodeJS.Timeout | undefined;
   private indexWriteQueued = false;
+  private indexing = false;
   private stopped = false;
 
   constructor(db: Database.Database) {
@@ -126,7 +133,7 @@ export class UplinkAppender {
        WHERE excluded.latest_seq > vehicles.latest_seq`,
     );
     this.tx = db.transaction((rows: FlatRows) => this.run(rows));
-    this.indexTx = db.transaction(() => this.pending.write());
+    this.indexTx = db.transaction((max: number) => this.pending.write(max));
     this.checkpointTx = db.transaction((ids: string[]) => {
       for (const id of ids) {
         const st = this.cache.get(id);
@@ -233,7 +240,7 @@ export class UplinkAppender {
       this.indexWriteQueued = true;
       setImmediate(() => {
         this.indexWriteQueued = false;
-        if (!this.stopped) this.background(() => this.writeIndex());
+        this.indexRound();
       });
     }
     return this.failures;
@@ -261,11 +268,32 @@ export class UplinkAppender {
     }
   }
 
-  /** Writes the pending index entries (one transaction). */
-  writeIndex(): void {
+  /** Writes the index runs of up to `max` vehicles (one transaction). */
+  writeIndex(max = Infinity): void {
     if (this.pending.size === 0) return;
-    this.indexTx.immediate();
-    this.pending.clear();
+    this.pending.written(this.indexTx.immediate(max));
+  }
+
+  /**
+   * Writes the runs of the vehicles waiting now, INDEX_RUNS_PER_WRITE per transaction, one
+   * transaction per turn of the event loop (the first at once). Vehicles that get entries meanwhile
+   * wait for the next round, so a round ends however fast entries come.
+   */
+  private indexRound(): void {
+    if (this.indexing || this.stopped) return;
+    this.indexing = true;
+    let slices = Math.ceil(this.pending.size / INDEX_RUNS_PER_WRITE);
+    const step = (): void => {
+      if (!this.stopped && slices-- > 0 && this.pending.size > 0) {
+        this.background(() => this.writeIndex(INDEX_RUNS_PER_WRITE));
+        if (slices > 0) {
+          setImmediate(step);
+          return;
+        }
+      }
+      this.indexing = false;
+    };
+    step();
   }
 
   /** Moves the checkpoints of up to `max` vehicles that changed since their last one (one transaction). */
@@ -284,13 +312,16 @@ export class UplinkAppender {
     }
   }
 
-  /** The periodic work: the index, and a slice of the checkpoints (each write stays short). */
+  /**
+   * The periodic work: the index (its first slice now, the rest on the next turns), and a slice of
+   * the checkpoints (each write stays short).
+   */
   tick(): void {
-    this.writeIndex();
+    this.indexRound();
     this.writeCheckpoints(CHECKPOINTS_PER_TICK);
   }
 
-  /** Everything at once: the index and every checkpoint (close, retention, cache eviction). */
+  /** Everything at once: the index and every checkpoint (close, cache eviction). */
   flush(clear = false): void {
     this.writeIndex();
     this.writeCheckpoints();

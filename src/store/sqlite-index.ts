@@ -132,20 +132,29 @@ export function insertRuns(
 export const INSERT_RUN_SQL =
   'INSERT OR REPLACE INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)';
 
-/** Index entries of rows not yet in `uplink_runs`: per vehicle key, [seq, id, seq, id, …] ascending. */
+/**
+ * Index entries of rows not yet in `uplink_runs`: per vehicle key, [seq, id, seq, id, …] ascending.
+ * They are written a slice of vehicles at a time (write(max), then written() once that committed),
+ * so one write's stall is bounded however many vehicles report. The mark
+ * (`meta.uplink_indexed_upto`) is then the highest row id below which every row is indexed; rows
+ * above it may be indexed already (their vehicle's slice went first), so whoever reads rows above
+ * the mark skips the seqs its vehicle's runs hold.
+ */
 export class PendingIndex {
   private byKey = new Map<number, number[]>();
   private maxId = 0;
-  /** Entries held (rows above the mark). */
+  /** Entries held. */
   entries = 0;
   private readonly upto: Database.Statement;
   private readonly tail: Database.Statement;
+  private readonly indexedTo: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly setUpto: Database.Statement;
 
   constructor(db: Database.Database) {
     this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
-    this.tail = db.prepare('SELECT id, vkey, seq FROM uplink WHERE id > ? ORDER BY id');
+    this.tail = db.prepare('SELECT id, vkey, seq FROM uplink WHERE id > ? ORDER BY id').raw();
+    this.indexedTo = db.prepare('SELECT max(last_seq) FROM uplink_runs WHERE vkey = ?').pluck();
     this.insert = db.prepare(INSERT_RUN_SQL);
     this.setUpto = db.prepare(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
@@ -153,14 +162,26 @@ export class PendingIndex {
     this.reload();
   }
 
-  /** Rebuilds the entries from the rows above the indexed mark (on open, and after a rollback). */
+  /**
+   * Rebuilds the entries from the rows above the indexed mark that no run holds yet (on open, and
+   * after a rollback).
+   */
   reload(): void {
     this.byKey = new Map();
     this.entries = 0;
     const upto = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     this.maxId = upto;
-    for (const r of this.tail.iterate(upto) as Iterable<{ id: number; vkey: number; seq: number }>)
-      this.add(r.vkey, r.seq, r.id);
+    // Read whole first: no other statement may run while one iterates.
+    const rows = this.tail.all(upto) as [number, number, number][];
+    const indexed = new Map<number, number>();
+    for (const [id, vkey, seq] of rows) {
+      let to = indexed.get(vkey);
+      if (to === undefined) {
+        to = (this.indexedTo.get(vkey) as number | null) ?? 0;
+        indexed.set(vkey, to);
+      }
+      if (seq > to) this.add(vkey, seq, id);
+    }
   }
 
   add(vkey: number, seq: number, id: number): void {
@@ -176,24 +197,45 @@ export class PendingIndex {
     return this.byKey.get(vkey);
   }
 
+  /** Vehicles with entries. */
   get size(): number {
     return this.byKey.size;
   }
 
   /**
-   * Writes every vehicle's entries as runs, in key order, and moves the mark. The caller runs this
-   * inside a transaction and calls clear() once it committed.
+   * Writes the runs of up to `max` vehicles, those waiting longest first, and moves the mark. The
+   * caller runs this inside a transaction and passes the keys it returns to written() once it
+   * committed.
    */
-  write(): void {
-    if (this.byKey.size === 0) return;
-    const keys = [...this.byKey.keys()].sort((a, b) => a - b);
+  write(max = Infinity): number[] {
+    const keys: number[] = [];
+    for (const vkey of this.byKey.keys()) {
+      if (keys.length >= max) break;
+      keys.push(vkey);
+    }
+    if (keys.length === 0) return keys;
+    // In key order within the slice: neighbouring keys share B-tree pages.
+    keys.sort((a, b) => a - b);
     for (const vkey of keys) insertRuns(this.insert, vkey, this.byKey.get(vkey)!);
-    this.setUpto.run(INDEXED_UPTO_KEY, String(this.maxId));
+    let upto = this.maxId;
+    if (keys.length < this.byKey.size) {
+      // Below the first id still waiting, every row is indexed (each list ascends).
+      const done = new Set(keys);
+      for (const [vkey, list] of this.byKey)
+        if (!done.has(vkey)) upto = Math.min(upto, list[1]! - 1);
+    }
+    this.setUpto.run(INDEXED_UPTO_KEY, String(upto));
+    return keys;
   }
 
-  clear(): void {
-    this.byKey = new Map();
-    this.entries = 0;
+  /** Drops the entries a committed write() wrote. */
+  written(keys: readonly number[]): void {
+    for (const vkey of keys) {
+      const list = this.byKey.get(vkey);
+      if (list === undefined) continue;
+      this.entries -= list.length / 2;
+      this.byKey.delete(vkey);
+    }
   }
 }
 
@@ -270,12 +312,13 @@ export class UplinkRowReader {
       }
       if (runs.length < RUNS_PER_READ) break;
     }
-    // Every unindexed row of a vehicle has a higher seq than its indexed ones (same order as ids).
+    // Every unindexed row of a vehicle has a higher seq than its indexed ones (same order as ids),
+    // and rows above the mark may be indexed already: the tail starts after the last run read.
     const more = limit < 0 ? -1 : limit - out.length;
     if (this.pending === null) {
       const upto = Number((this.upto!.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
-      for (const r of this.tail!.all(upto, vkey, afterSeq, kindMin, more) as UplinkRow[])
-        out.push(r);
+      const after = Math.max(afterSeq, from);
+      for (const r of this.tail!.all(upto, vkey, after, kindMin, more) as UplinkRow[]) out.push(r);
       return out;
     }
     const list = this.pending.get(vkey);

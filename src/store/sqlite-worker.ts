@@ -18,7 +18,7 @@ const appender = new UplinkAppender(db);
 // The index and checkpoints every few seconds, as in-process.
 appender.start();
 
-parentPort!.on('message', (msg: { id: number; rows: FlatRows | null } | { close: true }) => {
+parentPort!.on('message', (msg: { id: number; rows: FlatRows } | { close: true }) => {
   if ('close' in msg) {
     try {
       appender.stop();
@@ -29,11 +29,6 @@ parentPort!.on('message', (msg: { id: number; rows: FlatRows | null } | { close:
     return;
   }
   try {
-    if (msg.rows === null) {
-      appender.flush();
-      parentPort!.postMessage({ id: msg.id, failures: [] });
-      return;
-    }
     parentPort!.postMessage({ id: msg.id, failures: appender.append(msg.rows) });
   } catch (err) {
     parentPort!.postMessage({

@@ -456,8 +456,8 @@ export class SqliteStore implements Store {
     return failures;
   }
 
-  /** An append (rows), or with `null` a checkpoint flush; resolves with the append's failures. */
-  private callWorker(rows: FlatRows | null): Promise<FlatFailures> {
+  /** An append in the worker; resolves with its failures. */
+  private callWorker(rows: FlatRows): Promise<FlatFailures> {
     const id = ++this.nextCall;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
@@ -507,12 +507,12 @@ export class SqliteStore implements Store {
   }
 
   async pruneUplink(before: number, limit: number): Promise<number> {
-    // Checkpoints first: rows about to go must not be the only record of a vehicle's state.
-    await this.flushAppender();
     const s = this.s;
     return this.db!.transaction(() => {
       const { id } = s.pruneCandidate.get(limit, before) as { id: number | null };
       if (id === null) return 0;
+      // Rows about to go must not be the only record of a vehicle's state: a vehicle whose
+      // checkpoint is behind them gets one now (read from the checkpoint and the rows after it).
       for (const { vehicle_id } of s.uncheckpointed.all(id, before) as { vehicle_id: string }[]) {
         const st = this.reader!.read(vehicle_id);
         s.checkpoint.run(vehicle_id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
@@ -522,12 +522,6 @@ export class SqliteStore implements Store {
       s.pruneIndex.run(id);
       return n;
     }).immediate();
-  }
-
-  /** Moves the appender's checkpoints (in-process, or in the worker). */
-  private async flushAppender(): Promise<void> {
-    if (this.appender !== undefined) this.appender.flush();
-    else if (this.worker !== undefined) await this.callWorker(null);
   }
 
   /**

@@ -22,11 +22,21 @@ import {
 import { SqliteStore } from '../../src/store/sqlite.js';
 import {
   CHECKPOINTS_PER_TICK,
+  INDEX_RUNS_PER_WRITE,
   INDEX_WRITE_ENTRIES,
   UplinkAppender,
+  VehicleStateReader,
   type FlatRows,
 } from '../../src/store/sqlite-append.js';
-import { RUN_MAX, decodeRunIds, encodeRunIds, insertRuns } from '../../src/store/sqlite-index.js';
+import {
+  INDEXED_UPTO_KEY,
+  PendingIndex,
+  RUN_MAX,
+  UplinkRowReader,
+  decodeRunIds,
+  encodeRunIds,
+  insertRuns,
+} from '../../src/store/sqlite-index.js';
 import type { UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
 
@@ -513,6 +523,47 @@ describe('SqliteStore specifics', () => {
       }
     });
   }
+
+  it('writes the index of many vehicles in slices; reads between slices and after a crash are exact', async () => {
+    await h.store.close(); // the store created the schema; an appender of its own on the file
+    const db = new Database(h.path);
+    const other = new Database(h.path);
+    try {
+      const appender = new UplinkAppender(db);
+      const n = INDEX_RUNS_PER_WRITE + 100;
+      for (const seq of [1, 2]) {
+        const rows: FlatRows = [];
+        for (let v = 0; v < n; v++) rows.push(`V${v}`, seq, 0, 1, 2, null, `{"speedKmh":${seq}}`);
+        expect(appender.append(rows)).toEqual([]);
+      }
+      const ids = (vehicleId: string, reader: UplinkRowReader): number[] =>
+        reader.rows(vehicleId, 0, -1, -1).map((r) => r.seq);
+      const here = new VehicleStateReader(db, appender.pending).rows;
+      const there = new UplinkRowReader(other, null);
+      appender.tick(); // the first slice now, the rest on the next turn of the event loop
+      expect(indexEntries(db)).toHaveLength(2 * INDEX_RUNS_PER_WRITE);
+      // The mark stops below the first row still waiting: seq 1 took ids 1…n and seq 2 ids n+1…2n,
+      // so after the slice V0…V4095 the first row waiting is V4096's seq 1 (id 4097). Rows above
+      // the mark that the slice indexed (V0's seq 2, say) must not be read twice.
+      const mark = Number(
+        db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(INDEXED_UPTO_KEY),
+      );
+      expect(mark).toBe(INDEX_RUNS_PER_WRITE);
+      for (const v of [0, INDEX_RUNS_PER_WRITE - 1, INDEX_RUNS_PER_WRITE, n - 1]) {
+        expect(ids(`V${v}`, here)).toEqual([1, 2]);
+        expect(ids(`V${v}`, there)).toEqual([1, 2]);
+      }
+      // A crash now: a new appender's entries are the rows above the mark that no run holds.
+      expect(new PendingIndex(other).entries).toBe(2 * 100);
+      await new Promise((r) => setImmediate(r));
+      expect(indexEntries(db)).toHaveLength(2 * n);
+      expect(ids(`V${n - 1}`, there)).toEqual([1, 2]);
+      expect(new PendingIndex(other).entries).toBe(0);
+    } finally {
+      other.close();
+      db.close();
+    }
+  });
 
   it('moves checkpoints in slices per tick, all of them on flush', async () => {
     await h.store.close(); // the store created the schema; an appender of its own on the file
