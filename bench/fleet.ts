@@ -118,7 +118,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${line}\n`);
     appendFileSync(jsonl, `${line}\n`);
   };
-  const m = { type: 'machine', ...machine() };
+  const m = { type: 'machine', ...(await machine()) };
   emit(m);
   const profileDir = `${base}-prof`;
   const ctx: ScenarioContext = { opts, emit, profileDir };
