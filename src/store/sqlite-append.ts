@@ -75,7 +75,7 @@ export class VehicleStateReader {
 }
 
 /** A vehicle the running transaction wrote: its cached state and its rows [from, to) of the batch. */
-interface Written {
+interface Appended {
   id: string;
   st: CachedState;
   from: number;
@@ -106,7 +106,7 @@ export class UplinkAppender {
   private readonly selectKey: Database.Statement;
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
-  private readonly tx: Database.Transaction<(rows: FlatRows) => Written[]>;
+  private readonly tx: Database.Transaction<(rows: FlatRows) => Appended[]>;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
   private readonly indexTx: Database.Transaction<(max: number) => number[]>;
@@ -161,8 +161,8 @@ export class UplinkAppender {
     return st;
   }
 
-  private run(rows: FlatRows): Written[] {
-    const updates: Written[] = [];
+  private run(rows: FlatRows): Appended[] {
+    const updates: Appended[] = [];
     this.failures = [];
     const n = rows.length;
     let i = 0;
@@ -202,7 +202,7 @@ export class UplinkAppender {
   append(rows: FlatRows, datas?: readonly unknown[]): FlatFailures {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
-    let updates: Written[];
+    let updates: Appended[];
     this.written = [];
     try {
       updates = this.tx.immediate(rows);
