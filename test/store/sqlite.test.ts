@@ -382,6 +382,27 @@ describe('SqliteStore specifics', () => {
     expect((await store.listUplink('A', 5, 5)).map((r) => r.seq)).toEqual([7]);
   });
 
+  it('a retention pass with nothing old enough writes nothing: no checkpoints, no index', async () => {
+    // It used to flush every pending index entry and every dirty checkpoint first: with 19,000
+    // reporting vehicles, one long transaction every 10 s.
+    for (let seq = 1; seq <= 3; seq++)
+      await h.store.appendUplink([
+        { vehicleId: 'A', seq, record: rec('A', seq) },
+        { vehicleId: 'B', seq, record: rec('B', seq) },
+      ]);
+    expect(await h.store.pruneUplink(0, 1_000)).toBe(0);
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(raw.prepare('SELECT count(*) FROM vehicles WHERE latest_seq > 0').pluck().get()).toBe(
+        0,
+      );
+      expect(indexEntries(raw)).toEqual([]);
+    } finally {
+      raw.close();
+    }
+    expect((await h.store.listUplink('B', 1, 10)).map((r) => r.seq)).toEqual([2, 3]);
+  });
+
   it('drops the index runs whose rows retention deleted, and reads skip the rows it deleted', async () => {
     // Three index writes (each close writes one): runs A 1–2 / B 1–2, A 3–4 / B 3–4, A 5–6 / B 5–6.
     let store = h.store;
