@@ -1,6 +1,14 @@
 // Unit tests of src/auth: scopes, token verification and issuing (PROTOCOL.md 2.3), registration secrets.
 import { createHmac, generateKeyPairSync } from 'node:crypto';
-import { SignJWT, decodeJwt, exportSPKI, generateKeyPair, type CryptoKey } from 'jose';
+import {
+  SignJWT,
+  decodeJwt,
+  errors,
+  exportSPKI,
+  generateKeyPair,
+  jwtVerify,
+  type CryptoKey,
+} from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   ALL_SCOPES,
@@ -284,6 +292,84 @@ describe('TokenService.verify: HS256', () => {
     ]);
     expect(await scopesOf({ scope: ['telemetry:publish'] })).toBe('!claims');
     expect(await scopesOf({ scope: 1 })).toBe('!claims');
+  });
+});
+
+describe('TokenService.verify: HS256 with node:crypto agrees with jose', () => {
+  // verify() checks HS256 signatures itself (synchronous HMAC) and leaves the claims to jose. Every
+  // token of this matrix must get the answer jose's own jwtVerify gives, mapped as verify() maps it.
+  async function joseAnswer(token: string): Promise<string> {
+    try {
+      const { payload } = await jwtVerify(token, new TextEncoder().encode(SECRET), {
+        algorithms: ['HS256'],
+        currentDate: new Date(NOW_MS),
+        clockTolerance: 30,
+        requiredClaims: ['exp'],
+      });
+      return typeof payload.sub === 'string' && payload.sub !== '' ? 'ok' : 'claims';
+    } catch (err) {
+      if (err instanceof errors.JWSSignatureVerificationFailed) return 'signature';
+      if (err instanceof errors.JWTExpired) return 'expired';
+      if (err instanceof errors.JWTClaimValidationFailed)
+        return err.claim === 'nbf' && err.reason === 'check_failed' ? 'not_yet_valid' : 'claims';
+      return 'malformed';
+    }
+  }
+
+  const headers: Record<string, unknown>[] = [
+    { alg: 'HS256', typ: 'JWT' },
+    { alg: 'HS256' },
+    { alg: 'HS256', crit: ['exp'] },
+    { alg: 'HS256', b64: false, crit: ['b64'] },
+  ];
+  const payloads: (Record<string, unknown> | string)[] = [
+    { sub: 'V1', exp: NOW + 3600 },
+    { sub: 'V1', exp: NOW - 31 },
+    { sub: 'V1', exp: NOW - 29 },
+    { sub: 'V1', exp: NOW + 3600, nbf: NOW + 31 },
+    { sub: 'V1', exp: NOW + 3600, nbf: NOW + 29 },
+    { sub: 'V1', exp: NOW + 3600, iat: 'yesterday' },
+    { sub: 'V1' },
+    { sub: 'V1', exp: String(NOW + 3600) },
+    { sub: 'V1', exp: NOW + 3600.5 },
+    '[1,2]',
+    '"just a string"',
+    '{"sub":"V1","exp":', // not JSON
+  ];
+  const signatures: ((input: string) => string)[] = [
+    (input) => createHmac('sha256', SECRET).update(input).digest('base64url'),
+    (input) => createHmac('sha256', 'another secret').update(input).digest('base64url'),
+    (input) =>
+      createHmac('sha256', SECRET).update(input).digest().subarray(0, 31).toString('base64url'),
+    () => '',
+    (input) => {
+      const mac = createHmac('sha256', SECRET).update(input).digest();
+      mac[7]! ^= 1;
+      return mac.toString('base64url');
+    },
+  ];
+
+  it('gives jose’s answer for every header × payload × signature', async () => {
+    const svc = await TokenService.create({ hs256Secret: SECRET });
+    const answers = new Set<string>();
+    for (const header of headers)
+      for (const payload of payloads)
+        for (const sign of signatures) {
+          const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+          const input = `${b64url(JSON.stringify(header))}.${b64url(body)}`;
+          const token = `${input}.${sign(input)}`;
+          const expected = await joseAnswer(token);
+          answers.add(expected);
+          expect([
+            JSON.stringify(header),
+            body,
+            failureOf(await svc.verify(token, NOW_MS)),
+          ]).toEqual([JSON.stringify(header), body, expected]);
+        }
+    // The matrix reaches every answer jose can give here.
+    expect([...answers].sort()).toEqual(
+      ['claims', 'expired', 'malformed', 'not_yet_valid', 'ok', 'signature'].sort(),
+    );
   });
 });
 
