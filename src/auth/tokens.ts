@@ -1,5 +1,11 @@
 // Vehicle JWTs (PROTOCOL.md 2.3): verification against configured keys, and HS256 issuing after registration.
-import { createHmac, createPublicKey, timingSafeEqual, webcrypto, type KeyObject } from 'node:crypto';
+import {
+  createHmac,
+  createPublicKey,
+  timingSafeEqual,
+  webcrypto,
+  type KeyObject,
+} from 'node:crypto';
 import {
   SignJWT,
   UnsecuredJWT,
