@@ -22,6 +22,7 @@ import {
 import { SqliteStore } from '../../src/store/sqlite.js';
 import {
   CHECKPOINTS_PER_TICK,
+  CHECKPOINTS_PER_WRITE,
   INDEX_RUNS_PER_WRITE,
   INDEX_WRITE_ENTRIES,
   UplinkAppender,
@@ -586,9 +587,10 @@ describe('SqliteStore specifics', () => {
     }
   });
 
-  it('moves checkpoints in slices per tick, all of them on flush', async () => {
+  it('moves checkpoints in slices per tick, one slice per turn of the loop, all of them on flush', async () => {
     await h.store.close(); // the store created the schema; an appender of its own on the file
     const db = new Database(h.path);
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
     try {
       const appender = new UplinkAppender(db);
       const n = CHECKPOINTS_PER_TICK + 500;
@@ -598,9 +600,15 @@ describe('SqliteStore specifics', () => {
       const checkpoints = (): unknown =>
         db.prepare('SELECT count(*) FROM vehicles WHERE last_seq = 1').pluck().get();
       appender.tick();
-      expect(checkpoints()).toBe(CHECKPOINTS_PER_TICK);
+      // The index's first slice at once; the checkpoints from the next turn, one slice a turn.
       expect(indexEntries(db).length).toBe(n);
+      expect(checkpoints()).toBe(0);
+      await turn();
+      expect(checkpoints()).toBe(CHECKPOINTS_PER_WRITE);
+      for (let i = 0; i < 10; i++) await turn();
+      expect(checkpoints()).toBe(CHECKPOINTS_PER_TICK);
       appender.tick();
+      for (let i = 0; i < 10; i++) await turn();
       expect(checkpoints()).toBe(n);
       rows.length = 0;
       for (let v = 0; v < n; v++) rows.push(`V${v}`, 2, 0, 1, 2, null, '{"speedKmh":2}');
