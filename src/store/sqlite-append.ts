@@ -105,7 +105,7 @@ interface CachedState extends VehicleState {
 export class UplinkAppender {
   private readonly cache = new Map<string, CachedState>();
   private readonly dirty = new Set<string>();
-  /** Index entries of the rows written since the last flush (see sqlite-index.ts). */
+  /** Index entries of the rows not yet written as runs (see sqlite-index.ts). */
   readonly pending: PendingIndex;
   private readonly reader: VehicleStateReader;
   private readonly insert: Database.Statement;
@@ -118,8 +118,9 @@ export class UplinkAppender {
   private readonly indexTx: Database.Transaction<(max: number) => number[]>;
   private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
-  /** The periodic tick while started; an index write queued or in progress (in slices). */
+  /** The periodic tick while started. */
   private timer: NodeJS.Timeout | undefined;
+  /** A size-triggered index round queued for the next turn; an index or checkpoint round in slices. */
   private indexWriteQueued = false;
   private indexing = false;
   private checkpointing = false;
