@@ -661,29 +661,32 @@ export function mosquittoPid(): number | undefined {
 }
 
 /** Starts bench/aedes-broker.ts on an ephemeral port. */
-export async function startAedes(): Promise<{
+/**
+ * Starts a helper server of bench/ (`script` with `args`, run by tsx) that prints `<marker> <port>`
+ * once it listens: the Aedes broker, the Node floor.
+ */
+export async function startHelperServer(
+  script: string,
+  args: string[],
+  marker: string,
+): Promise<{
   child: ChildProcess;
   port: number;
   stop(): Promise<void>;
 }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(ROOT, 'bench', 'aedes-broker.ts'), '0'],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('aedes did not start in 20 s')), 20_000);
+    const t = setTimeout(() => reject(new Error(`${script} did not start in 20 s`)), 20_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^AEDES_PORT (\d+)/.exec(line);
-      if (m) {
+      if (line.startsWith(`${marker} `)) {
         clearTimeout(t);
-        resolve(Number(m[1]));
+        resolve(Number(line.slice(marker.length + 1)));
       }
     });
-    child.on('exit', () => reject(new Error('aedes exited')));
+    child.on('exit', () => reject(new Error(`${script} exited`)));
   });
   return {
     child,

@@ -10,7 +10,7 @@ import {
   SimProc,
   mosquittoPid,
   split,
-  startAedes,
+  startHelperServer,
   type Progress,
   type SimSpec,
 } from './common.js';
@@ -67,7 +67,7 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
   const group = new ProcGroup('target');
   const t = o.target;
   if (t === 'aedes') {
-    const aedes = await startAedes();
+    const aedes = await startHelperServer('aedes-broker.ts', ['0'], 'AEDES_PORT');
     group.add(aedes.child.pid);
     return {
       kind: 'mqtt',
@@ -78,6 +78,22 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
       group,
       gateways: [],
       close: () => aedes.stop(),
+    };
+  }
+  if (t === 'node-floor' || t === 'node-floor-onread') {
+    // Not a gateway: Node's own per-message floor (bench/node-floor.ts), for the CPU comparison.
+    const io = t === 'node-floor' ? 'stream' : 'onread';
+    const floor = await startHelperServer('node-floor.ts', ['0', io], 'FLOOR_PORT');
+    group.add(floor.child.pid);
+    return {
+      kind: 'vmcp',
+      name: `node floor (${io} reads; acks unstored, no auth, no session)`,
+      id: t,
+      endpoints: [`127.0.0.1:${floor.port}`],
+      http: [undefined],
+      group,
+      gateways: [],
+      close: () => floor.stop(),
     };
   }
   if (t !== undefined && t.startsWith('mqtt://')) {
