@@ -38,6 +38,12 @@ export const CHECKPOINTS_PER_TICK = 2_000;
  */
 export const CHECKPOINTS_PER_WRITE = 500;
 
+/**
+ * Rows per multi-row INSERT, largest first: a commit's rows go in as few statements as these sizes
+ * allow (one call into SQLite, one statement step and one result per statement instead of per row).
+ */
+const INSERT_SIZES = [64, 16, 4, 1] as const;
+
 /** How often the index and the per-vehicle checkpoints (last seq, latest) are written. */
 const TICK_MS = 2_000;
 
@@ -108,7 +114,10 @@ export class UplinkAppender {
   /** Index entries of the rows not yet written as runs (see sqlite-index.ts). */
   readonly pending: PendingIndex;
   private readonly reader: VehicleStateReader;
-  private readonly insert: Database.Statement;
+  /** INSERT of INSERT_SIZES[i] rows, and its reused parameter array. */
+  private readonly inserts: { stmt: Database.Statement; size: number; params: unknown[] }[];
+  /** The rows of the running transaction that passed the seq check: [row offset, vehicle key, …]. */
+  private accepted: number[] = [];
   private readonly selectKey: Database.Statement;
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
@@ -129,9 +138,14 @@ export class UplinkAppender {
   constructor(db: Database.Database) {
     this.pending = new PendingIndex(db);
     this.reader = new VehicleStateReader(db, this.pending);
-    this.insert = db.prepare(
-      'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
+    this.inserts = INSERT_SIZES.map((size) => ({
+      stmt: db.prepare(
+        'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES ' +
+          Array.from({ length: size }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', '),
+      ),
+      size,
+      params: new Array<unknown>(size * ROW_STRIDE),
+    }));
     this.selectKey = db.prepare('SELECT key FROM vehicle_keys WHERE id = ?').pluck();
     this.insertKey = db.prepare('INSERT INTO vehicle_keys (id) VALUES (?)');
     // markSeen and createCommand may have created the row; a checkpoint only ever moves forward.
@@ -172,6 +186,7 @@ export class UplinkAppender {
   private run(rows: FlatRows): Appended[] {
     const updates: Appended[] = [];
     this.failures = [];
+    this.accepted = [];
     const n = rows.length;
     let i = 0;
     while (i < n) {
@@ -187,23 +202,44 @@ export class UplinkAppender {
         i = j;
         continue;
       }
-      for (let k = i; k < j; k += ROW_STRIDE) {
-        const seq = rows[k + 1] as number;
-        const { lastInsertRowid } = this.insert.run(
-          st.key,
-          seq,
-          rows[k + 2],
-          rows[k + 3],
-          rows[k + 4],
-          rows[k + 5],
-          rows[k + 6],
-        );
-        this.written.push(st.key, seq, Number(lastInsertRowid));
-      }
+      for (let k = i; k < j; k += ROW_STRIDE) this.accepted.push(k, st.key);
       updates.push({ id: vehicleId, st, from: i, to: j });
       i = j;
     }
+    this.insertAccepted(rows);
     return updates;
+  }
+
+  /**
+   * Inserts the accepted rows in batch order with multi-row INSERTs. A rowid table without explicit
+   * ids gives each new row max(id) + 1, and this transaction holds the write lock, so a statement's
+   * rows get consecutive ids ending at its lastInsertRowid.
+   */
+  private insertAccepted(rows: FlatRows): void {
+    const acc = this.accepted;
+    const total = acc.length / 2;
+    let a = 0;
+    for (const ins of this.inserts) {
+      const { stmt, size, params } = ins;
+      while (total - a / 2 >= size) {
+        for (let r = 0, p = 0; r < size; r++, a += 2) {
+          const k = acc[a]!;
+          params[p++] = acc[a + 1];
+          params[p++] = rows[k + 1];
+          params[p++] = rows[k + 2];
+          params[p++] = rows[k + 3];
+          params[p++] = rows[k + 4];
+          params[p++] = rows[k + 5];
+          params[p++] = rows[k + 6];
+        }
+        let id = Number(stmt.run(params).lastInsertRowid) - size + 1;
+        for (let r = 0, p = 0; r < size; r++, p += ROW_STRIDE)
+          this.written.push(params[p] as number, params[p + 1] as number, id++);
+      }
+    }
+    // The reused arrays keep no blob alive past the transaction.
+    for (const ins of this.inserts) ins.params.fill(null);
+    this.accepted = [];
   }
 
   /** Runs the transaction; the cache follows only what committed. Throws when SQLite does. */

@@ -367,6 +367,65 @@ describe('SqliteStore specifics', () => {
     });
   });
 
+  it('inserts a commit in multi-row statements: each row keeps its own id, seq and data', async () => {
+    // 97 rows in one call: statements of 64, 16, 16 and 1 row, with a vehicle whose seq conflicts
+    // (its rows are left out) between the others. Every row must be found by its seq, from the
+    // table's tail before the index is written and through the runs after it.
+    const mine = (v: number, seq: number): UplinkRecord => ({
+      vehicleId: `M${v}`,
+      seq,
+      kind: 'telemetry',
+      timestamp: 1_700_000_000_000 + seq,
+      receivedAt: 2,
+      data: { speedKmh: seq, odometerKm: v },
+    });
+    const counts = [70, 17, 6, 5, 3, 1];
+    await h.store.appendUplink([{ vehicleId: 'M3', seq: 1, record: mine(3, 1) }]);
+    const writes: UplinkWrite[] = [];
+    counts.forEach((count, v) => {
+      // M3 already holds seq 1: its group (seqs 1–5 again) conflicts and is written by no one.
+      for (let seq = 1; seq <= count; seq++)
+        writes.push({ vehicleId: `M${v}`, seq, record: mine(v, seq) });
+    });
+    const failures = await h.store.appendUplink(writes);
+    expect([...failures.keys()]).toEqual(['M3']);
+    const check = async (store: typeof h.store): Promise<void> => {
+      for (const [v, count] of counts.entries()) {
+        const want =
+          v === 3 ? [mine(3, 1)] : Array.from({ length: count }, (_, k) => mine(v, k + 1));
+        const got = await store.listUplink(`M${v}`, 0, 100);
+        expect(
+          got.map((r) => [r.seq, r.data]),
+          `M${v}`,
+        ).toEqual(want.map((r) => [r.seq, r.data]));
+        if (count > 40) {
+          const page = await store.listUplink(`M${v}`, 37, 5);
+          expect(page.map((r) => r.data.speedKmh)).toEqual([38, 39, 40, 41, 42]);
+        }
+      }
+    };
+    await check(h.store);
+    const other = await h.reopen(); // another connection: reads the tail past the mark
+    await check(other);
+    await h.store.close(); // writes the index runs
+    const after = await h.reopen();
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(indexEntries(raw).length).toBeGreaterThan(0);
+      // Ids ascend with the seqs of each vehicle, as the runs require.
+      const ids = raw
+        .prepare(
+          "SELECT u.id FROM uplink u JOIN vehicle_keys k ON k.key = u.vkey WHERE k.id = 'M0' ORDER BY u.seq",
+        )
+        .pluck()
+        .all() as number[];
+      expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    } finally {
+      raw.close();
+    }
+    await check(after);
+  });
+
   it('lists across the index mark: indexed rows, then rows written after the last index write', async () => {
     for (let seq = 1; seq <= 4; seq++)
       await h.store.appendUplink([
