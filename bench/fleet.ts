@@ -3,7 +3,7 @@
 // lines to stdout and bench/results/<stamp>-<scenario>-<target>.{jsonl,html}.
 // Run: node --import tsx bench/fleet.ts <scenario> [options]   (npm run build first: the gateway and
 // the simulators run from dist/)
-import { appendFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration, parseFlags } from '../src/config/index.js';
 import { ROOT, machine, topFunctions } from './scenarios/common.js';
@@ -14,6 +14,7 @@ import { saturation } from './scenarios/saturation.js';
 import { storm } from './scenarios/storm.js';
 import { overload, uplink } from './scenarios/uplink.js';
 import { renderReport } from './report.js';
+import { flameGraph, type CpuProfile } from './flame.js';
 
 const HELP = `Usage: vmcp bench <scenario> [options]      (node --import tsx bench/fleet.ts …)
 
@@ -124,15 +125,23 @@ async function main(): Promise<number> {
   const profileDir = `${base}-prof`;
   const ctx: ScenarioContext = { opts, emit, profileDir };
   const result = await SCENARIOS[scenario]!(ctx);
+  const flames: { name: string; svg: string }[] = [];
   if (opts.cpuProf) {
     try {
       const files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
       for (const f of files) {
-        const top = topFunctions(join(profileDir, f), 20);
+        const file = join(profileDir, f);
+        const top = topFunctions(file, 20);
         result.notes.push(
           `CPU profile ${f}: ${top.map((t) => `${t.fn} ${t.selfPct}%`).join('; ')}`,
         );
-        emit({ type: 'profile', scenario, file: join(profileDir, f), top });
+        const svg = flameGraph(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, {
+          title: `${scenario}, ${f}`,
+        });
+        const svgFile = file.replace(/\.cpuprofile$/, '.svg');
+        writeFileSync(svgFile, svg);
+        flames.push({ name: f, svg });
+        emit({ type: 'profile', scenario, file, flameGraph: svgFile, top });
       }
     } catch (err) {
       result.notes.push(`no CPU profile: ${(err as Error).message}`);
@@ -143,7 +152,7 @@ async function main(): Promise<number> {
   const { timeline: _t, ...brief } = result;
   emit({ type: 'summary', ...brief });
   emit({ type: 'result', result });
-  writeFileSync(`${base}.html`, renderReport([result], m));
+  writeFileSync(`${base}.html`, renderReport([{ ...result, flames }], m));
   process.stderr.write(`bench: report ${base}.html\n`);
   return 0;
 }

@@ -254,7 +254,8 @@ function section(r: ScenarioResult, i: number): string {
 ${r.notes.length > 0 ? `<ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}
 ${table([r.figures])}
 ${r.steps !== undefined ? `<h3>Steps</h3>${table(r.steps)}` : ''}
-<div class="charts">${charts.join('\n')}</div></section>`;
+<div class="charts">${charts.join('\n')}</div>
+${(r.flames ?? []).map((f) => `<h3>Flame graph: ${esc(f.name)}</h3><div class="flame">${f.svg}</div>`).join('\n')}</section>`;
 }
 
 export function renderReport(results: ScenarioResult[], machine: Record<string, unknown>): string {
@@ -282,7 +283,7 @@ export function renderReport(results: ScenarioResult[], machine: Record<string, 
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .charts{display:flex;flex-wrap:wrap;gap:8px}svg{background:#fff;border:1px solid #ddd}
 svg .t{font-size:13px;font-weight:600}svg .a{font-size:11px;fill:#444}svg .g{stroke:#eee}svg .f{fill:none;stroke:#bbb}
-.meta{color:#666;font-size:12px}section{margin-top:28px}`;
+.meta{color:#666;font-size:12px}section{margin-top:28px}.flame{overflow-x:auto}svg.flame text{fill:#111;pointer-events:none}`;
   return `<!doctype html><html><head><meta charset="utf-8"><title>VMCP load bench</title><style>${css}</style></head><body>
 <h1>VMCP load bench</h1>
 <p class="meta">${esc(JSON.stringify(machine))} · generated ${new Date().toISOString()}</p>

@@ -36,6 +36,8 @@ export interface ScenarioResult {
   /** [percentile, ms] of send → ack over the measured window. */
   latencyCurve?: [number, number][];
   notes: string[];
+  /** Flame graphs (SVG) of the target's CPU profiles, for the HTML report only (not in the JSON). */
+  flames?: { name: string; svg: string }[];
 }
 
 export type Emit = (record: Record<string, unknown>) => void;
