@@ -426,6 +426,38 @@ describe('SqliteStore specifics', () => {
     await check(after);
   });
 
+  it('commits markSeen without its own flush and flushes every other commit again (sync full)', async () => {
+    const synchronous = (): number =>
+      (h.store as unknown as { db: Database.Database }).db.pragma('synchronous', {
+        simple: true,
+      }) as number;
+    const FULL = 2;
+    expect(synchronous()).toBe(FULL);
+    const seen = await Promise.all([h.store.markSeen('S1', 10), h.store.markSeen('S2', 11)]);
+    expect(seen.map((v) => [v.id, v.lastSeenAt])).toEqual([
+      ['S1', 10],
+      ['S2', 11],
+    ]);
+    expect(synchronous()).toBe(FULL);
+    // A markSeen that SQLite refuses leaves the connection flushing too.
+    const raw = new Database(h.path);
+    raw.exec(
+      `CREATE TRIGGER fail_seen BEFORE UPDATE ON vehicles WHEN NEW.id = 'S1'
+       BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+    );
+    raw.close();
+    await expect(h.store.markSeen('S1', 12)).rejects.toThrow(/injected failure/);
+    expect(synchronous()).toBe(FULL);
+    expect(await h.store.appendUplink([{ vehicleId: 'S2', seq: 1, record: rec('S2', 1) }])).toEqual(
+      new Map(),
+    );
+    // Nothing of it is lost to another connection, nor after a close and reopen.
+    await h.store.close();
+    const again = await h.reopen();
+    expect((await again.getVehicle('S2'))?.lastSeenAt).toBe(11);
+    expect((await again.getVehicle('S2'))?.lastUplinkSeq).toBe(1);
+  });
+
   it('lists across the index mark: indexed rows, then rows written after the last index write', async () => {
     for (let seq = 1; seq <= 4; seq++)
       await h.store.appendUplink([
