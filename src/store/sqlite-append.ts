@@ -116,8 +116,6 @@ export class UplinkAppender {
   private readonly reader: VehicleStateReader;
   /** INSERT of INSERT_SIZES[i] rows, and its reused parameter array. */
   private readonly inserts: { stmt: Database.Statement; size: number; params: unknown[] }[];
-  /** The rows of the running transaction that passed the seq check: [row offset, vehicle key, …]. */
-  private accepted: number[] = [];
   private readonly selectKey: Database.Statement;
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
@@ -186,7 +184,8 @@ export class UplinkAppender {
   private run(rows: FlatRows): Appended[] {
     const updates: Appended[] = [];
     this.failures = [];
-    this.accepted = [];
+    // The rows that passed the seq check: [row offset, vehicle key, …].
+    const accepted: number[] = [];
     const n = rows.length;
     let i = 0;
     while (i < n) {
@@ -202,11 +201,11 @@ export class UplinkAppender {
         i = j;
         continue;
       }
-      for (let k = i; k < j; k += ROW_STRIDE) this.accepted.push(k, st.key);
+      for (let k = i; k < j; k += ROW_STRIDE) accepted.push(k, st.key);
       updates.push({ id: vehicleId, st, from: i, to: j });
       i = j;
     }
-    this.insertAccepted(rows);
+    this.insertAccepted(rows, accepted);
     return updates;
   }
 
@@ -215,8 +214,7 @@ export class UplinkAppender {
    * ids gives each new row max(id) + 1, and this transaction holds the write lock, so a statement's
    * rows get consecutive ids ending at its lastInsertRowid.
    */
-  private insertAccepted(rows: FlatRows): void {
-    const acc = this.accepted;
+  private insertAccepted(rows: FlatRows, acc: readonly number[]): void {
     const total = acc.length / 2;
     let a = 0;
     for (const ins of this.inserts) {
@@ -239,7 +237,6 @@ export class UplinkAppender {
     }
     // The reused arrays keep no blob alive past the transaction.
     for (const ins of this.inserts) ins.params.fill(null);
-    this.accepted = [];
   }
 
   /** Runs the transaction; the cache follows only what committed. Throws when SQLite does. */
