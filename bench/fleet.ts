@@ -29,7 +29,8 @@ Scenarios (each bounded to about 2–3 minutes):
 Options:
   --target T            host:port (a running gateway; give --http and --target-pid), mqtt://host:port
                         (a broker; Mosquitto's pid is found with pgrep), or "aedes" (started here),
-                        or "node-floor" / "node-floor-onread" (bench/node-floor.ts: Node's floor).
+                        or "node-floor" / "node-floor-onread" / "c-floor" (bench/node-floor.ts,
+                        bench/c-floor.c: the least per message in Node and in C, for comparison).
                         Default: start the gateway (node bin/vmcp.js serve, temp data dir).
   --vehicles N --rate R --duration D --batch K --keepalive S --ramp N
   --store-sync full|normal   gateway durability (default full)
@@ -110,7 +111,9 @@ async function main(): Promise<number> {
       ? `gateway-${opts.storeSync}`
       : opts.target.startsWith('mqtt://')
         ? 'mosquitto'
-        : opts.target === 'aedes' || opts.target.startsWith('node-floor')
+        : opts.target === 'aedes' ||
+            opts.target.endsWith('floor') ||
+            opts.target.startsWith('node-floor')
           ? opts.target
           : 'external';
   const base = join(dir, `${stamp}-${scenario}-${targetId}`);

@@ -662,8 +662,9 @@ export function mosquittoPid(): number | undefined {
 
 /** Starts bench/aedes-broker.ts on an ephemeral port. */
 /**
- * Starts a helper server of bench/ (`script` with `args`, run by tsx) that prints `<marker> <port>`
- * once it listens: the Aedes broker, the Node floor.
+ * Starts a helper server of bench/ that prints `<marker> <port>` once it listens: the Aedes broker
+ * and the Node floor (`script`: a .ts file of bench/, run by tsx), or the C floor (`script`: the
+ * path of an executable).
  */
 export async function startHelperServer(
   script: string,
@@ -674,7 +675,10 @@ export async function startHelperServer(
   port: number;
   stop(): Promise<void>;
 }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script), ...args], {
+  const argv = script.endsWith('.ts')
+    ? [process.execPath, '--import', 'tsx', join(ROOT, 'bench', script), ...args]
+    : [script, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

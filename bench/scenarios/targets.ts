@@ -1,6 +1,7 @@
 // What the bench drives: gateways it starts itself (one, or several for scale-out), a gateway given
 // by --target, an MQTT broker given by --target mqtt://host:port (Mosquitto), or an Aedes it starts.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import {
@@ -94,6 +95,30 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
       group,
       gateways: [],
       close: () => floor.stop(),
+    };
+  }
+  if (t === 'c-floor') {
+    // Not a gateway: the same floor in C with epoll (bench/c-floor.c), built here with cc.
+    const exe = join(tmpdir(), `vmcp-c-floor-${process.pid}`);
+    const cc = spawnSync('cc', ['-O2', '-o', exe, join(ROOT, 'bench', 'c-floor.c')], {
+      encoding: 'utf8',
+    });
+    if (cc.status !== 0)
+      throw new Error(`--target c-floor needs a C compiler (cc): ${cc.stderr || cc.error}`);
+    const floor = await startHelperServer(exe, ['0'], 'FLOOR_PORT');
+    group.add(floor.child.pid);
+    return {
+      kind: 'vmcp',
+      name: 'C floor (epoll; acks unstored, no auth, no session)',
+      id: t,
+      endpoints: [`127.0.0.1:${floor.port}`],
+      http: [undefined],
+      group,
+      gateways: [],
+      async close() {
+        await floor.stop();
+        rmSync(exe, { force: true });
+      },
     };
   }
   if (t !== undefined && t.startsWith('mqtt://')) {
