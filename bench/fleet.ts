@@ -111,9 +111,7 @@ async function main(): Promise<number> {
       ? `gateway-${opts.storeSync}`
       : opts.target.startsWith('mqtt://')
         ? 'mosquitto'
-        : opts.target === 'aedes' ||
-            opts.target.endsWith('floor') ||
-            opts.target.startsWith('node-floor')
+        : ['aedes', 'node-floor', 'node-floor-onread', 'c-floor'].includes(opts.target)
           ? opts.target
           : 'external';
   const base = join(dir, `${stamp}-${scenario}-${targetId}`);

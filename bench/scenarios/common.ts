@@ -660,7 +660,6 @@ export function mosquittoPid(): number | undefined {
   return Number.isFinite(pid) && pid > 0 ? pid : undefined;
 }
 
-/** Starts bench/aedes-broker.ts on an ephemeral port. */
 /**
  * Starts a helper server of bench/ that prints `<marker> <port>` once it listens: the Aedes broker
  * and the Node floor (`script`: a .ts file of bench/, run by tsx), or the C floor (`script`: the

@@ -64,41 +64,53 @@ function mosquittoVersion(): string {
   return /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? '?';
 }
 
+/** A target of one helper process the bench started (Aedes, a floor). */
+function helperTarget(
+  group: ProcGroup,
+  kind: Target['kind'],
+  id: string,
+  name: string,
+  helper: Awaited<ReturnType<typeof startHelperServer>>,
+): Target {
+  group.add(helper.child.pid);
+  return {
+    kind,
+    name,
+    id,
+    endpoints: [`127.0.0.1:${helper.port}`],
+    http: [undefined],
+    group,
+    gateways: [],
+    close: () => helper.stop(),
+  };
+}
+
 export async function openTarget(o: TargetOptions): Promise<Target> {
   const group = new ProcGroup('target');
   const t = o.target;
   if (t === 'aedes') {
     const aedes = await startHelperServer('aedes-broker.ts', ['0'], 'AEDES_PORT');
-    group.add(aedes.child.pid);
-    return {
-      kind: 'mqtt',
-      name: `aedes ${pkgVersion('aedes')} (in-memory, defaults)`,
-      id: 'aedes',
-      endpoints: [`127.0.0.1:${aedes.port}`],
-      http: [undefined],
+    return helperTarget(
       group,
-      gateways: [],
-      close: () => aedes.stop(),
-    };
+      'mqtt',
+      'aedes',
+      `aedes ${pkgVersion('aedes')} (in-memory, defaults)`,
+      aedes,
+    );
   }
+  // The floors are not gateways: the least any server does per message, for the CPU comparison.
   if (t === 'node-floor' || t === 'node-floor-onread') {
-    // Not a gateway: Node's own per-message floor (bench/node-floor.ts), for the CPU comparison.
     const io = t === 'node-floor' ? 'stream' : 'onread';
     const floor = await startHelperServer('node-floor.ts', ['0', io], 'FLOOR_PORT');
-    group.add(floor.child.pid);
-    return {
-      kind: 'vmcp',
-      name: `node floor (${io} reads; acks unstored, no auth, no session)`,
-      id: t,
-      endpoints: [`127.0.0.1:${floor.port}`],
-      http: [undefined],
+    return helperTarget(
       group,
-      gateways: [],
-      close: () => floor.stop(),
-    };
+      'vmcp',
+      t,
+      `node floor (${io} reads; acks unstored, no auth, no session)`,
+      floor,
+    );
   }
   if (t === 'c-floor') {
-    // Not a gateway: the same floor in C with epoll (bench/c-floor.c), built here with cc.
     const exe = join(tmpdir(), `vmcp-c-floor-${process.pid}`);
     const cc = spawnSync('cc', ['-O2', '-o', exe, join(ROOT, 'bench', 'c-floor.c')], {
       encoding: 'utf8',
@@ -106,20 +118,14 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
     if (cc.status !== 0)
       throw new Error(`--target c-floor needs a C compiler (cc): ${cc.stderr || cc.error}`);
     const floor = await startHelperServer(exe, ['0'], 'FLOOR_PORT');
-    group.add(floor.child.pid);
-    return {
-      kind: 'vmcp',
-      name: 'C floor (epoll; acks unstored, no auth, no session)',
-      id: t,
-      endpoints: [`127.0.0.1:${floor.port}`],
-      http: [undefined],
-      group,
-      gateways: [],
-      async close() {
+    return helperTarget(group, 'vmcp', t, 'C floor (epoll; acks unstored, no auth, no session)', {
+      child: floor.child,
+      port: floor.port,
+      async stop() {
         await floor.stop();
         rmSync(exe, { force: true });
       },
-    };
+    });
   }
   if (t !== undefined && t.startsWith('mqtt://')) {
     const hp = t.slice('mqtt://'.length).replace(/\/.*$/, '');
