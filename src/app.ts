@@ -140,7 +140,7 @@ export class GatewayApp {
       store,
       tokens,
       logger,
-      metrics: new GatewayMetrics(options.defaultMetrics ?? true),
+      metrics: new GatewayMetrics({ defaultMetrics: options.defaultMetrics ?? true }),
       clock: options.clock ?? systemClock,
       nodeId,
       cluster,

@@ -57,7 +57,7 @@ async function setup(
     store,
     tokens: await TokenService.create({ hs256Secret: 'test-secret' }),
     logger: silentLogger(),
-    metrics: new GatewayMetrics(false),
+    metrics: new GatewayMetrics({ defaultMetrics: false }),
     clock: systemClock,
     nodeId: 'test',
   });
