@@ -46,6 +46,26 @@ export function telemetryData(s: TelemetrySample): RecordData {
   return d;
 }
 
+/**
+ * Merges a telemetry record's data into a vehicle's latest state: every field the sample carries
+ * replaces the state's (vendor as a whole), as `Object.assign` would with the fields telemetryData
+ * produces. One named store per field: the gateway runs this for every message, and a loop over the
+ * keys made each load and store megamorphic (~1 µs per message in the profile at 1,000 vehicles).
+ */
+export function mergeTelemetry(latest: RecordData, d: RecordData): void {
+  if (d.latitude !== undefined) latest.latitude = d.latitude;
+  if (d.longitude !== undefined) latest.longitude = d.longitude;
+  if (d.speedKmh !== undefined) latest.speedKmh = d.speedKmh;
+  if (d.headingDeg !== undefined) latest.headingDeg = d.headingDeg;
+  if (d.altitudeM !== undefined) latest.altitudeM = d.altitudeM;
+  if (d.odometerKm !== undefined) latest.odometerKm = d.odometerKm;
+  if (d.fuelOrSocPct !== undefined) latest.fuelOrSocPct = d.fuelOrSocPct;
+  if (d.statusFlags !== undefined) latest.statusFlags = d.statusFlags;
+  if (d.engineRpm !== undefined) latest.engineRpm = d.engineRpm;
+  if (d.batteryMv !== undefined) latest.batteryMv = d.batteryMv;
+  if (d.vendor !== undefined) latest.vendor = d.vendor;
+}
+
 export function eventData(e: EventSample): RecordData {
   const d: RecordData = {};
   if (e.latitude !== undefined) d.latitude = e.latitude / 1e7;

@@ -1,5 +1,6 @@
 // The SQLite uplink append (seq check, records, latest state) over flat rows, run in-process or in a worker thread.
 import type Database from 'better-sqlite3';
+import { mergeTelemetry, type RecordData } from '../protocol/record.js';
 import { PendingIndex, UplinkRowReader, rowData } from './sqlite-index.js';
 
 /** One consumed seq, flattened for a cheap hand-off to a worker: 7 slots per row. */
@@ -94,11 +95,20 @@ interface Appended {
   to: number;
 }
 
-interface CachedState extends VehicleState {
+/** A class, not a literal: one shape for every vehicle keeps the per-commit loads monomorphic. */
+class CachedState implements VehicleState {
+  lastSeq: number;
+  latest: Record<string, unknown>;
   /** The vehicle's integer key in `vehicle_keys` (what uplink rows and their index hold). */
-  key: number;
+  readonly key: number;
   /** The checkpoint is behind this state: written at the next flush. */
-  dirty: boolean;
+  dirty = false;
+
+  constructor(state: VehicleState, key: number) {
+    this.lastSeq = state.lastSeq;
+    this.latest = state.latest;
+    this.key = key;
+  }
 }
 
 /**
@@ -175,7 +185,7 @@ export class UplinkAppender {
       const key =
         (this.selectKey.get(vehicleId) as number | undefined) ??
         Number(this.insertKey.run(vehicleId).lastInsertRowid);
-      st = { ...this.reader.read(vehicleId), key, dirty: false };
+      st = new CachedState(this.reader.read(vehicleId), key);
       this.cache.set(vehicleId, st);
     }
     return st;
@@ -265,9 +275,8 @@ export class UplinkAppender {
         const stored = rows[k + 6] as Uint8Array | string | null;
         if (rows[k + 2] !== 0 || stored === null) continue;
         // In-process callers pass the data objects along (no decoding); the worker decodes.
-        const data = (datas?.[k / ROW_STRIDE] ?? rowData(0, stored)) as Record<string, unknown>;
-        const latest = st.latest;
-        for (const key in data) if (data[key] !== undefined) latest[key] = data[key];
+        const data = (datas?.[k / ROW_STRIDE] ?? rowData(0, stored)) as RecordData;
+        mergeTelemetry(st.latest as RecordData, data);
       }
       if (!st.dirty) {
         st.dirty = true;
