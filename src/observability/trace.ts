@@ -43,15 +43,27 @@ export function childTraceparent(parent: TraceContext | undefined): string {
     : `00-${parent.traceId}-${randomHex(8)}-${parent.flags}`;
 }
 
+/** Two lower-case hex digits per byte value. */
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 /**
  * Per-session trace ids for uplink records: each record gets its own trace id made of a random
- * session prefix and its seq, so no random bytes are drawn per message on the hot path.
+ * session prefix and its seq, so no random bytes are drawn per message on the hot path. The seq's
+ * hex comes from a table (a radix toString and padStart cost ~0.1 µs more per message).
  */
 export class UplinkTracer {
-  private readonly prefix = randomHex(12);
-  private readonly span = randomHex(8);
+  private readonly head = `00-${randomHex(12)}`;
+  private readonly tail = `-${randomHex(8)}-01`;
 
   traceparent(seq: number): string {
-    return `00-${this.prefix}${(seq >>> 0).toString(16).padStart(8, '0')}-${this.span}-01`;
+    const s = seq >>> 0;
+    return (
+      this.head +
+      HEX_BYTE[s >>> 24]! +
+      HEX_BYTE[(s >>> 16) & 0xff]! +
+      HEX_BYTE[(s >>> 8) & 0xff]! +
+      HEX_BYTE[s & 0xff]! +
+      this.tail
+    );
   }
 }
