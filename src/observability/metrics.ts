@@ -10,7 +10,7 @@ const CMD_NAMES = Array.from({ length: 128 }, (_, code) => cmdName(code));
  * at 18,000 vehicle sockets one scrape took ~31 ms (active handles and resources ~15 ms, the
  * synchronous scan of /proc/self/fd ~15 ms), a stall for every vehicle on each scrape. The handle
  * counts are left out (vmcp_connections counts the vehicles); process_open_fds is counted off the
- * event loop instead (OpenFdsGauge).
+ * event loop instead (openFdsGauge).
  */
 const LOOP_SCANNING_DEFAULTS = [
   'nodejs_active_handles',

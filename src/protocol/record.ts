@@ -50,7 +50,7 @@ export function telemetryData(s: TelemetrySample): RecordData {
  * Merges a telemetry record's data into a vehicle's latest state: every field the sample carries
  * replaces the state's (vendor as a whole), as `Object.assign` would with the fields telemetryData
  * produces. One named store per field: the gateway runs this for every message, and a loop over the
- * keys made each load and store megamorphic (~1 µs per message in the profile at 1,000 vehicles).
+ * keys made each load and store megamorphic (~1.3 µs per message in the profile at 1,000 vehicles).
  */
 export function mergeTelemetry(latest: RecordData, d: RecordData): void {
   if (d.latitude !== undefined) latest.latitude = d.latitude;
