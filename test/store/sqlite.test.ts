@@ -180,6 +180,16 @@ async function tlvRoundTrip(h: Awaited<ReturnType<typeof sqliteHarness>>): Promi
     record: { ...rec('T', 3), kind: 'event', timestamp: ev.timestamp, data: eventData(ev) },
     raw: evBytes.slice(4),
   });
+  // As the gateway hands them over: views into one shared pool (its TLV copies slice Node's Buffer
+  // pool), at offsets, between junk bytes. A store (or a worker hand-off) that read the view's
+  // whole buffer instead of its bytes would keep junk.
+  const pool = new Uint8Array(16 + writes.reduce((n, w) => n + w.raw!.length + 7, 0)).fill(0xee);
+  let at = 16;
+  for (const w of writes) {
+    pool.set(w.raw!, at);
+    w.raw = pool.subarray(at, at + w.raw!.length);
+    at += w.raw.length + 7;
+  }
   expect(await h.store.appendUplink(writes)).toEqual(new Map());
   // What the API serves is JSON: the TLV rows must give exactly the JSON of the data written.
   const asJson = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
