@@ -1,7 +1,12 @@
 // The SQLite uplink append (seq check, records, latest state) over flat rows, run in-process or in a worker thread.
 import type Database from 'better-sqlite3';
 import { mergeTelemetry, type RecordData } from '../protocol/record.js';
-import { PendingIndex, UplinkRowReader, rowData } from './sqlite-index.js';
+import {
+  PendingIndex,
+  UplinkRowReader,
+  rowData,
+  type PendingIndexOptions,
+} from './sqlite-index.js';
 
 /** One consumed seq, flattened for a cheap hand-off to a worker: 7 slots per row. */
 export const ROW_STRIDE = 7;
@@ -17,18 +22,20 @@ export const HOLE = -1;
 
 const SEQ_CACHE_MAX = 200_000;
 
-/**
- * Pending index entries that make an index write due at once, besides the timer: it bounds the
- * memory they take and the tail a reader on another connection scans (worker mode).
- */
-export const INDEX_WRITE_ENTRIES = 16_384;
+export { INDEX_WRITE_ENTRIES } from './sqlite-index.js';
 
 /**
  * Vehicles whose runs one index transaction writes at most (a synchronous transaction on the event
- * loop: some 2–5 µs per run, so a few to 20 ms); an index write of more vehicles goes in slices,
- * one per turn of the event loop.
+ * loop: some 3–6 µs per run, so up to ~6 ms); an index write of more vehicles goes in slices, one
+ * per turn of the event loop.
  */
-export const INDEX_RUNS_PER_WRITE = 4_096;
+export const INDEX_RUNS_PER_WRITE = 1_024;
+
+/**
+ * Rows a short run may wait above the mark in-process (PendingIndexOptions.holdRows): at 10,000
+ * vehicles × 1 msg/s runs of ~13 entries instead of 2; a reload after a crash reads that tail.
+ */
+export const INDEX_HOLD_ROWS = 131_072;
 
 /** Checkpoints written per maintenance tick at most (the rest wait for the next tick). */
 export const CHECKPOINTS_PER_TICK = 2_000;
@@ -132,7 +139,7 @@ export class UplinkAppender {
   private readonly tx: Database.Transaction<(rows: FlatRows) => Appended[]>;
   /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
   private written: number[] = [];
-  private readonly indexTx: Database.Transaction<(max: number) => number[]>;
+  private readonly indexTx: Database.Transaction<(max: number, everyone: boolean) => number[]>;
   private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
   /** The periodic tick while started. */
@@ -143,8 +150,17 @@ export class UplinkAppender {
   private checkpointing = false;
   private stopped = false;
 
-  constructor(db: Database.Database) {
-    this.pending = new PendingIndex(db);
+  /** The connection's synchronous level when it flushes every commit (FULL, EXTRA), else 0. */
+  private readonly flushLevel: number;
+
+  /** `options`: how the index entries wait (PendingIndexOptions; in-process only). */
+  constructor(
+    private readonly db: Database.Database,
+    options: PendingIndexOptions = {},
+  ) {
+    const level = db.pragma('synchronous', { simple: true }) as number;
+    this.flushLevel = level >= 2 ? level : 0;
+    this.pending = new PendingIndex(db, options);
     this.reader = new VehicleStateReader(db, this.pending);
     this.inserts = INSERT_SIZES.map((size) => ({
       stmt: db.prepare(
@@ -163,7 +179,9 @@ export class UplinkAppender {
        WHERE excluded.latest_seq > vehicles.latest_seq`,
     );
     this.tx = db.transaction((rows: FlatRows) => this.run(rows));
-    this.indexTx = db.transaction((max: number) => this.pending.write(max));
+    this.indexTx = db.transaction((max: number, everyone: boolean) =>
+      this.pending.write(max, everyone),
+    );
     this.checkpointTx = db.transaction((ids: string[]) => {
       for (const id of ids) {
         const st = this.cache.get(id);
@@ -286,7 +304,7 @@ export class UplinkAppender {
       if (this.cache.get(id) !== st) this.cache.set(id, st);
     }
     // Under heavy ingest the index is written as soon as enough entries wait, not only on the tick.
-    if (this.pending.entries >= INDEX_WRITE_ENTRIES && !this.indexWriteQueued) {
+    if (this.pending.due && !this.indexWriteQueued) {
       this.indexWriteQueued = true;
       setImmediate(() => {
         this.indexWriteQueued = false;
@@ -318,10 +336,34 @@ export class UplinkAppender {
     }
   }
 
-  /** Writes the index runs of up to `max` vehicles (one transaction). */
-  writeIndex(max = Infinity): void {
-    if (this.pending.size === 0) return;
-    this.pending.written(this.indexTx.immediate(max));
+  /**
+   * Writes the index runs of up to `max` vehicles (one transaction; PendingIndex.write): by default
+   * those due, and every vehicle when `max` is not given. Returns how many.
+   */
+  writeIndex(max = Infinity, everyone = max === Infinity): number {
+    if (this.pending.size === 0) return 0;
+    const keys = this.unflushed(() => this.indexTx.immediate(max, everyone));
+    this.pending.written(keys);
+    return keys.length;
+  }
+
+  /**
+   * Runs a maintenance transaction (index runs, checkpoints) without a flush of its own when the
+   * connection flushes every commit (store-sync full). Both are derived data: after a crash the
+   * index is rebuilt from the rows above its mark and the latest state from the rows after its
+   * checkpoint, so nothing acked depends on them; and the WAL is append-only, so the next uplink
+   * commit's flush makes them durable with it. What it saves is an fsync wait on the event loop per
+   * slice. Inside another transaction (a cache eviction during an append) the outer commit decides.
+   */
+  private unflushed<T>(work: () => T): T {
+    const db = this.db;
+    if (this.flushLevel === 0 || db.inTransaction) return work();
+    db.pragma('synchronous = NORMAL');
+    try {
+      return work();
+    } finally {
+      if (db.open) db.pragma(`synchronous = ${this.flushLevel}`);
+    }
   }
 
   /**
@@ -334,10 +376,7 @@ export class UplinkAppender {
     this.indexing = true;
     this.inSlices(
       Math.ceil(this.pending.size / INDEX_RUNS_PER_WRITE),
-      () => {
-        this.writeIndex(INDEX_RUNS_PER_WRITE);
-        return this.pending.size > 0;
-      },
+      () => this.writeIndex(INDEX_RUNS_PER_WRITE) === INDEX_RUNS_PER_WRITE,
       () => (this.indexing = false),
     );
   }
@@ -378,7 +417,7 @@ export class UplinkAppender {
       if (ids.length >= max) break;
       ids.push(id);
     }
-    this.checkpointTx.immediate(ids);
+    this.unflushed(() => this.checkpointTx.immediate(ids));
     for (const id of ids) {
       const st = this.cache.get(id);
       if (st !== undefined) st.dirty = false;

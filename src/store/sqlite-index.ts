@@ -23,6 +23,15 @@ import type { RecordData } from '../protocol/record.js';
  */
 export const INDEXED_UPTO_KEY = 'uplink_indexed_upto';
 
+/**
+ * Pending index entries that make an index write due at once, besides the timer: it bounds the
+ * memory they take and the tail a reader on another connection scans (worker mode).
+ */
+export const INDEX_WRITE_ENTRIES = 16_384;
+
+/** With holdRows: vehicles with a full run waiting that make an index write due at once. */
+export const INDEX_WRITE_RUNS = 1_024;
+
 /** Uplink row columns as reads return them. */
 export interface UplinkRow {
   seq: number;
@@ -133,25 +142,52 @@ export const INSERT_RUN_SQL =
   'INSERT OR REPLACE INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)';
 
 /**
+ * A vehicle's entries that count as a full run: with `holdRows` set, a vehicle with fewer waits for
+ * more (see PendingIndex). 32 entries of a vehicle reporting once a second are half a minute.
+ */
+export const RUN_TARGET = 32;
+
+export interface PendingIndexOptions {
+  /**
+   * How far (in rows) a vehicle's entries may fall behind the newest row while they are fewer than
+   * RUN_TARGET; 0 (the default): every index write takes every vehicle. At one message a second per
+   * vehicle a write every few seconds makes runs of one or two entries, each an insert into
+   * `uplink_runs` and its (vkey, last_seq) index; holding them until RUN_TARGET entries or this many
+   * rows makes longer runs and far fewer inserts. The cost is the tail above the mark: a reload
+   * after a crash reads it, and a reader on another connection scans it on every read, so only the
+   * appender whose readers share its connection (in-process, reading from memory) holds entries.
+   */
+  holdRows?: number;
+}
+
+/**
  * Index entries of rows not yet in `uplink_runs`: per vehicle key, [seq, id, seq, id, …] ascending.
  * They are written a slice of vehicles at a time (write(max), then written() once that committed),
  * so one write's stall is bounded however many vehicles report. The mark
  * (`meta.uplink_indexed_upto`) is then the highest row id below which every row is indexed; rows
  * above it may be indexed already (their vehicle's slice went first), so whoever reads rows above
  * the mark skips the seqs its vehicle's runs hold.
+ *
+ * The map's insertion order is the order of each list's first id: a list is created by the newest
+ * row (ids ascend as rows are added, and a reload adds them in id order) and only ever deleted
+ * whole. The oldest lists are its first ones, and the mark is found from the front.
  */
 export class PendingIndex {
   private byKey = new Map<number, number[]>();
   private maxId = 0;
   /** Entries held. */
   entries = 0;
+  /** Vehicles whose list reached RUN_TARGET since the last write (may repeat, or be gone). */
+  private ready: number[] = [];
+  private readonly holdRows: number;
   private readonly upto: Database.Statement;
   private readonly tail: Database.Statement;
   private readonly indexedTo: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly setUpto: Database.Statement;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, options: PendingIndexOptions = {}) {
+    this.holdRows = Math.max(0, options.holdRows ?? 0);
     this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     this.tail = db.prepare('SELECT id, vkey, seq FROM uplink WHERE id > ? ORDER BY id').raw();
     this.indexedTo = db.prepare('SELECT max(last_seq) FROM uplink_runs WHERE vkey = ?').pluck();
@@ -168,6 +204,7 @@ export class PendingIndex {
    */
   reload(): void {
     this.byKey = new Map();
+    this.ready = [];
     this.entries = 0;
     const upto = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     this.maxId = upto;
@@ -187,7 +224,7 @@ export class PendingIndex {
   add(vkey: number, seq: number, id: number): void {
     const list = this.byKey.get(vkey);
     if (list === undefined) this.byKey.set(vkey, [seq, id]);
-    else list.push(seq, id);
+    else if (list.push(seq, id) === 2 * RUN_TARGET && this.holdRows > 0) this.ready.push(vkey);
     if (id > this.maxId) this.maxId = id;
     this.entries++;
   }
@@ -203,26 +240,54 @@ export class PendingIndex {
   }
 
   /**
-   * Writes the runs of up to `max` vehicles, those waiting longest first, and moves the mark. The
-   * caller runs this inside a transaction and passes the keys it returns to written() once it
-   * committed.
+   * An index write is due before the timer: enough full runs wait, or (without holdRows, or far
+   * past it) enough entries, which bounds their memory and the tail above the mark.
    */
-  write(max = Infinity): number[] {
+  get due(): boolean {
+    if (this.holdRows === 0) return this.entries >= INDEX_WRITE_ENTRIES;
+    return (
+      this.ready.length >= INDEX_WRITE_RUNS || this.entries >= this.holdRows + INDEX_WRITE_ENTRIES
+    );
+  }
+
+  /**
+   * Writes the runs of up to `max` vehicles and moves the mark: those with RUN_TARGET entries, then
+   * those waiting longest (every vehicle without holdRows; with it, those holdRows or more rows
+   * behind the newest, or all of them when `everyone`). The caller runs this inside a transaction
+   * and passes the keys it returns to written() once it committed.
+   */
+  write(max = Infinity, everyone = false): number[] {
     const keys: number[] = [];
-    for (const vkey of this.byKey.keys()) {
-      if (keys.length >= max) break;
+    const chosen = new Set<number>();
+    if (this.holdRows > 0 && !everyone) {
+      let i = 0;
+      for (; i < this.ready.length && keys.length < max; i++) {
+        const vkey = this.ready[i]!;
+        const list = this.byKey.get(vkey);
+        if (list === undefined || list.length < 2 * RUN_TARGET || chosen.has(vkey)) continue;
+        chosen.add(vkey);
+        keys.push(vkey);
+      }
+      this.ready = i === this.ready.length ? [] : this.ready.slice(i);
+    }
+    const behind = this.holdRows > 0 && !everyone ? this.maxId - this.holdRows : Infinity;
+    for (const [vkey, list] of this.byKey) {
+      if (keys.length >= max || list[1]! > behind) break;
+      if (chosen.has(vkey)) continue;
+      chosen.add(vkey);
       keys.push(vkey);
     }
     if (keys.length === 0) return keys;
     // In key order within the slice: neighbouring keys share B-tree pages.
     keys.sort((a, b) => a - b);
     for (const vkey of keys) insertRuns(this.insert, vkey, this.byKey.get(vkey)!);
+    // Below the first id still waiting, every row is indexed: the first list not written, in map
+    // order (the order of first ids).
     let upto = this.maxId;
-    if (keys.length < this.byKey.size) {
-      // Below the first id still waiting, every row is indexed (each list ascends).
-      const done = new Set(keys);
-      for (const [vkey, list] of this.byKey)
-        if (!done.has(vkey)) upto = Math.min(upto, list[1]! - 1);
+    for (const [vkey, list] of this.byKey) {
+      if (chosen.has(vkey)) continue;
+      upto = list[1]! - 1;
+      break;
     }
     this.setUpto.run(INDEXED_UPTO_KEY, String(upto));
     return keys;

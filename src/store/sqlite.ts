@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
   HOLE,
+  INDEX_HOLD_ROWS,
   ROW_STRIDE,
   UplinkAppender,
   VehicleStateReader,
@@ -302,7 +303,8 @@ export class SqliteStore implements Store {
       this.reader = new VehicleStateReader(db, null);
       await this.startWorker();
     } else {
-      const appender = (this.appender = new UplinkAppender(db));
+      // Reads share this connection and find unindexed rows in memory: short runs may wait.
+      const appender = (this.appender = new UplinkAppender(db, { holdRows: INDEX_HOLD_ROWS }));
       this.reader = new VehicleStateReader(db, appender.pending);
       // The index and checkpoints every few seconds; reads use the rows and memory meanwhile.
       appender.start();

@@ -31,8 +31,10 @@ import {
 } from '../../src/store/sqlite-append.js';
 import {
   INDEXED_UPTO_KEY,
+  INDEX_WRITE_RUNS,
   PendingIndex,
   RUN_MAX,
+  RUN_TARGET,
   UplinkRowReader,
   decodeRunIds,
   encodeRunIds,
@@ -101,6 +103,16 @@ function indexEntries(db: Database.Database): [number, number, number][] {
     ids.forEach((id, i) => out.push([vkey, first + i, id]));
   }
   return out;
+}
+
+/** Entries of the seq index, read on a connection of its own. */
+function indexCount(path: string): number {
+  const raw = new Database(path, { readonly: true });
+  try {
+    return indexEntries(raw).length;
+  } finally {
+    raw.close();
+  }
 }
 
 function rec(vehicleId: string, seq: number): UplinkRecord {
@@ -601,51 +613,179 @@ describe('SqliteStore specifics', () => {
     });
   }
 
-  for (const worker of [false, true]) {
-    it(`writes the index as soon as enough entries wait, without waiting for the timer${worker ? ' (worker thread)' : ''}`, async () => {
-      const w = worker ? await sqliteHarness('full', true) : h;
-      const count = (): number => {
-        const raw = new Database(w.path, { readonly: true });
-        try {
-          return indexEntries(raw).length;
-        } finally {
-          raw.close();
-        }
-      };
-      try {
-        // INDEX_WRITE_ENTRIES rows (holes are rows too), in calls of 64 vehicles.
-        let seq = 0;
-        while (seq * 64 < INDEX_WRITE_ENTRIES) {
-          seq++;
-          const writes: UplinkWrite[] = [];
-          for (let v = 0; v < 64; v++) writes.push({ vehicleId: `V${v}`, seq, record: null });
-          await w.store.appendUplink(writes);
-        }
-        expect(seq * 64).toBe(INDEX_WRITE_ENTRIES);
-        if (!worker) {
-          expect(count()).toBe(0); // written on the next turn of the event loop
-          await new Promise((r) => setImmediate(r));
-        } else {
-          // The worker writes it on its own next turn: well before the 2 s timer.
-          const started = Date.now();
-          while (count() < INDEX_WRITE_ENTRIES && Date.now() - started < 1_500)
-            await new Promise((r) => setTimeout(r, 20));
-        }
-        expect(count()).toBe(INDEX_WRITE_ENTRIES);
-        // And the reads agree with the rows whichever way they find them.
-        expect(
-          (
-            await w.store.appendUplink([
-              { vehicleId: 'V0', seq: seq + 1, record: rec('V0', seq + 1) },
-            ])
-          ).size,
-        ).toBe(0);
-        expect((await w.store.listUplink('V0', seq - 1, 10)).map((r) => r.seq)).toEqual([seq + 1]);
-      } finally {
-        if (worker) await w.cleanup();
+  it('writes the index as soon as enough entries wait, without waiting for the timer (worker thread)', async () => {
+    // The worker's readers are on another connection (tail scans): every vehicle's entries go.
+    const w = await sqliteHarness('full', true);
+    try {
+      // INDEX_WRITE_ENTRIES rows (holes are rows too), in calls of 64 vehicles.
+      let seq = 0;
+      while (seq * 64 < INDEX_WRITE_ENTRIES) {
+        seq++;
+        const writes: UplinkWrite[] = [];
+        for (let v = 0; v < 64; v++) writes.push({ vehicleId: `V${v}`, seq, record: null });
+        await w.store.appendUplink(writes);
       }
+      expect(seq * 64).toBe(INDEX_WRITE_ENTRIES);
+      // The worker writes it on its own next turn: well before the 2 s timer.
+      const started = Date.now();
+      while (indexCount(w.path) < INDEX_WRITE_ENTRIES && Date.now() - started < 1_500)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(indexCount(w.path)).toBe(INDEX_WRITE_ENTRIES);
+      // And the reads agree with the rows whichever way they find them.
+      expect(
+        (
+          await w.store.appendUplink([
+            { vehicleId: 'V0', seq: seq + 1, record: rec('V0', seq + 1) },
+          ])
+        ).size,
+      ).toBe(0);
+      expect((await w.store.listUplink('V0', seq - 1, 10)).map((r) => r.seq)).toEqual([seq + 1]);
+    } finally {
+      await w.cleanup();
+    }
+  });
+
+  it('writes the index in-process as soon as enough vehicles have a full run, without the timer', async () => {
+    // In-process, short runs wait (INDEX_HOLD_ROWS); INDEX_WRITE_RUNS vehicles with RUN_TARGET
+    // entries each make a write due on the next turn of the event loop.
+    const vehicles = INDEX_WRITE_RUNS;
+    // A vehicle with one row: its run waits, even through the timer's tick.
+    await h.store.appendUplink([{ vehicleId: 'W', seq: 1, record: rec('W', 1) }]);
+    (h.store as unknown as { appender: UplinkAppender }).appender.tick();
+    expect(indexCount(h.path)).toBe(0);
+    for (let seq = 1; seq <= RUN_TARGET; seq++) {
+      for (let from = 0; from < vehicles; from += 256) {
+        const writes: UplinkWrite[] = [];
+        for (let v = from; v < from + 256; v++)
+          writes.push({ vehicleId: `V${v}`, seq, record: null });
+        await h.store.appendUplink(writes);
+      }
+    }
+    expect(indexCount(h.path)).toBe(0); // due, written on the next turn of the event loop
+    await new Promise((r) => setImmediate(r));
+    expect(indexCount(h.path)).toBe(vehicles * RUN_TARGET);
+    expect((await h.store.listUplink('V7', RUN_TARGET - 2, 10)).map((r) => r.seq)).toEqual([]);
+    expect(
+      (await h.store.appendUplink([{ vehicleId: 'V7', seq: RUN_TARGET + 1, record: rec('V7', 1) }]))
+        .size,
+    ).toBe(0);
+    expect((await h.store.listUplink('V7', RUN_TARGET - 1, 10)).map((r) => r.seq)).toEqual([
+      RUN_TARGET + 1,
+    ]);
+  });
+
+  it('holds short runs until RUN_TARGET entries or holdRows rows behind; reads and reloads meanwhile are exact', async () => {
+    await h.store.close(); // the store created the schema; an appender of its own on the file
+    const db = new Database(h.path);
+    const other = new Database(h.path);
+    const mark = (): number =>
+      Number(db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(INDEXED_UPTO_KEY) ?? 0);
+    try {
+      const appender = new UplinkAppender(db, { holdRows: 100 });
+      const here = new VehicleStateReader(db, appender.pending).rows;
+      const there = new UplinkRowReader(other, null);
+      const seqs: Record<string, number> = {};
+      const append = (vehicleId: string, count: number): void => {
+        const rows: FlatRows = [];
+        for (let i = 0; i < count; i++) {
+          const seq = (seqs[vehicleId] = (seqs[vehicleId] ?? 0) + 1);
+          rows.push(vehicleId, seq, 0, 1, 2, null, `{"speedKmh":${seq}}`);
+        }
+        expect(appender.append(rows)).toEqual([]);
+      };
+      const exact = (): void => {
+        for (const [v, last] of Object.entries(seqs)) {
+          const want = Array.from({ length: last }, (_, i) => i + 1);
+          expect(here.rows(v, 0, -1, -1).map((r) => r.seq)).toEqual(want);
+          expect(there.rows(v, 0, -1, -1).map((r) => r.seq)).toEqual(want);
+          expect(here.rows(v, last - 2, -1, -1).map((r) => r.seq)).toEqual(want.slice(-2));
+        }
+        // A crash now: a new appender's entries are the rows above the mark that no run holds.
+        expect(new PendingIndex(other).entries).toBe(appender.pending.entries);
+      };
+      // Ten vehicles, one row each (ids 1–10): a tick writes nothing, none is 100 rows behind.
+      for (let v = 0; v < 10; v++) append(`V${v}`, 1);
+      appender.tick();
+      expect(indexEntries(db)).toEqual([]);
+      expect(mark()).toBe(0);
+      exact();
+      // V1 writes a second row (id 11); V0 reaches RUN_TARGET entries (ids 12–44): its run goes,
+      // the others still wait. The mark stops below V1's first row (id 2), the first one waiting.
+      append('V1', 1);
+      append('V0', RUN_TARGET + 1);
+      appender.tick();
+      expect(indexEntries(db)).toHaveLength(RUN_TARGET + 2);
+      expect(mark()).toBe(1);
+      exact();
+      // V10 writes 67 rows (ids 45–111): V1…V9 are now 100 rows behind, and V10 has a full run.
+      append('V10', 67);
+      appender.tick();
+      expect(indexEntries(db)).toHaveLength(111);
+      expect(mark()).toBe(111);
+      expect(appender.pending.entries).toBe(0);
+      exact();
+      // A short run still waiting is written on flush (close).
+      append('V3', 2);
+      appender.tick();
+      expect(indexEntries(db)).toHaveLength(111);
+      exact();
+      appender.flush();
+      expect(indexEntries(db)).toHaveLength(113);
+      expect(mark()).toBe(113);
+      exact();
+    } finally {
+      other.close();
+      db.close();
+    }
+  });
+
+  it('commits index runs and checkpoints without a flush of their own, every uplink commit with one (sync full)', async () => {
+    const db = (h.store as unknown as { db: Database.Database }).db;
+    const FULL = 2;
+    const NORMAL = 1;
+    // Follow the level the connection is set to, and record it whenever a table is written.
+    let level = db.pragma('synchronous', { simple: true }) as number;
+    expect(level).toBe(FULL);
+    const pragma = db.pragma.bind(db);
+    db.pragma = ((source: string, options?: Database.PragmaOptions) => {
+      const m = /^synchronous = (\w+)$/.exec(source);
+      if (m) level = m[1] === 'NORMAL' ? NORMAL : m[1] === 'FULL' ? FULL : Number(m[1]);
+      return pragma(source, options);
+    }) as typeof db.pragma;
+    const seen = new Map<string, Set<number>>();
+    db.function('observe', (table: unknown) => {
+      const set = seen.get(String(table)) ?? new Set<number>();
+      set.add(db.inTransaction ? level : -1);
+      seen.set(String(table), set);
+      return null;
     });
-  }
+    db.exec(`
+      CREATE TEMP TRIGGER o_uplink AFTER INSERT ON uplink BEGIN SELECT observe('uplink'); END;
+      CREATE TEMP TRIGGER o_runs AFTER INSERT ON uplink_runs BEGIN SELECT observe('runs'); END;
+      CREATE TEMP TRIGGER o_cp AFTER UPDATE OF latest ON vehicles BEGIN SELECT observe('checkpoint'); END;
+      CREATE TEMP TRIGGER o_cpi AFTER INSERT ON vehicles BEGIN SELECT observe('checkpoint'); END;`);
+    for (let seq = 1; seq <= 3; seq++) {
+      const writes: UplinkWrite[] = [];
+      for (let v = 0; v < 50; v++)
+        writes.push({ vehicleId: `V${v}`, seq, record: rec(`V${v}`, seq) });
+      expect(await h.store.appendUplink(writes)).toEqual(new Map());
+    }
+    await h.store.close(); // writes every index run and checkpoint still pending
+    expect(seen.get('uplink')).toEqual(new Set([FULL]));
+    expect(seen.get('runs')).toEqual(new Set([NORMAL]));
+    expect(seen.get('checkpoint')).toEqual(new Set([NORMAL]));
+    expect(level).toBe(FULL);
+    // Nothing of it is lost to another connection, nor after a reopen.
+    const again = await h.reopen();
+    expect((await again.listUplink('V49', 0, 10)).map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(indexCount(h.path)).toBe(150);
+    const raw = new Database(h.path, { readonly: true });
+    try {
+      expect(raw.prepare("SELECT last_seq FROM vehicles WHERE id = 'V49'").pluck().get()).toBe(3);
+    } finally {
+      raw.close();
+    }
+  });
 
   it('writes the index of many vehicles in slices; reads between slices and after a crash are exact', async () => {
     await h.store.close(); // the store created the schema; an appender of its own on the file
@@ -702,7 +842,7 @@ describe('SqliteStore specifics', () => {
         db.prepare('SELECT count(*) FROM vehicles WHERE last_seq = 1').pluck().get();
       appender.tick();
       // The index's first slice at once; the checkpoints from the next turn, one slice a turn.
-      expect(indexEntries(db).length).toBe(n);
+      expect(indexEntries(db).length).toBe(Math.min(n, INDEX_RUNS_PER_WRITE));
       expect(checkpoints()).toBe(0);
       await turn();
       expect(checkpoints()).toBe(CHECKPOINTS_PER_WRITE);
