@@ -2,8 +2,10 @@
 import type Database from 'better-sqlite3';
 import { mergeTelemetry, type RecordData } from '../protocol/record.js';
 import {
+  PACKED_TRACEPARENT_BYTES,
   PendingIndex,
   UplinkRowReader,
+  packTraceparent,
   rowData,
   type PendingIndexOptions,
 } from './sqlite-index.js';
@@ -132,6 +134,11 @@ export class UplinkAppender {
   /** Index entries of the rows not yet written as runs (see sqlite-index.ts). */
   readonly pending: PendingIndex;
   private readonly reader: VehicleStateReader;
+  /**
+   * One packed traceparent per row of the largest INSERT, views of one buffer: SQLite copies a blob
+   * when the statement runs, so each statement's rows reuse them.
+   */
+  private readonly packed: Buffer[];
   /** INSERT of INSERT_SIZES[i] rows, and its reused parameter array. */
   private readonly inserts: { stmt: Database.Statement; size: number; params: unknown[] }[];
   private readonly selectKey: Database.Statement;
@@ -163,6 +170,10 @@ export class UplinkAppender {
     this.flushLevel = level >= 2 ? level : 0;
     this.pending = new PendingIndex(db, options);
     this.reader = new VehicleStateReader(db, this.pending);
+    const scratch = Buffer.alloc(INSERT_SIZES[0] * PACKED_TRACEPARENT_BYTES);
+    this.packed = Array.from({ length: INSERT_SIZES[0] }, (_, r) =>
+      scratch.subarray(r * PACKED_TRACEPARENT_BYTES, (r + 1) * PACKED_TRACEPARENT_BYTES),
+    );
     this.inserts = INSERT_SIZES.map((size) => ({
       stmt: db.prepare(
         'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES ' +
@@ -256,7 +267,12 @@ export class UplinkAppender {
           params[p++] = rows[k + 2];
           params[p++] = rows[k + 3];
           params[p++] = rows[k + 4];
-          params[p++] = rows[k + 5];
+          const tp = rows[k + 5];
+          const packed = this.packed[r]!;
+          params[p++] =
+            typeof tp === 'string' && packTraceparent(tp, rows[k + 1] as number, packed)
+              ? packed
+              : tp;
           params[p++] = rows[k + 6];
         }
         let id = Number(stmt.run(params).lastInsertRowid) - size + 1;

@@ -17,6 +17,7 @@ import {
   INSERT_RUN_SQL,
   insertRuns,
   rowData,
+  traceparentOf,
   type UplinkRow,
 } from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
@@ -229,7 +230,7 @@ function toRecord(vehicleId: string, r: UplinkRow): UplinkRecord {
     receivedAt: r.received_at,
     data: rowData(r.kind, r.data!),
   };
-  if (r.traceparent !== null) rec.traceparent = r.traceparent;
+  if (r.traceparent !== null) rec.traceparent = traceparentOf(r.traceparent, r.seq);
   return rec;
 }
 

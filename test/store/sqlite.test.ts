@@ -19,6 +19,7 @@ import {
   type EventMessage,
   type TelemetryMessage,
 } from '../../src/protocol/index.js';
+import { UplinkTracer } from '../../src/observability/trace.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import {
   CHECKPOINTS_PER_TICK,
@@ -32,6 +33,7 @@ import {
 import {
   INDEXED_UPTO_KEY,
   INDEX_WRITE_RUNS,
+  PACKED_TRACEPARENT_BYTES,
   PendingIndex,
   RUN_MAX,
   RUN_TARGET,
@@ -39,8 +41,10 @@ import {
   decodeRunIds,
   encodeRunIds,
   insertRuns,
+  packTraceparent,
+  traceparentOf,
 } from '../../src/store/sqlite-index.js';
-import type { UplinkWrite } from '../../src/store/types.js';
+import type { Store, UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
 
 const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -1104,4 +1108,99 @@ describe('uplink index runs', () => {
       db.close();
     }
   });
+});
+
+describe('packed uplink traceparents', () => {
+  const tracer = new UplinkTracer();
+  const seqs = [0, 1, 9, 10, 255, 256, 65_535, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff];
+
+  it("packs the gateway's own traceparents into 21 bytes and gives back the exact string", () => {
+    const out = Buffer.alloc(PACKED_TRACEPARENT_BYTES);
+    for (const seq of [...seqs, ...Array.from({ length: 200 }, (_, i) => i * 21_474_836 + 7)]) {
+      const tp = tracer.traceparent(seq);
+      expect(packTraceparent(tp, seq, out), tp).toBe(true);
+      expect(traceparentOf(Buffer.from(out), seq)).toBe(tp);
+      // Another session's tracer: other ids, same form.
+      const other = new UplinkTracer().traceparent(seq);
+      expect(packTraceparent(other, seq, out)).toBe(true);
+      expect(traceparentOf(out, seq)).toBe(other);
+    }
+  });
+
+  it('leaves every other string as text, and whatever it packs round-trips exactly', () => {
+    const out = Buffer.alloc(PACKED_TRACEPARENT_BYTES);
+    const tp = tracer.traceparent(0x1234_abcd);
+    const seq = 0x1234_abcd;
+    const unpacked = [
+      tracer.traceparent(seq + 1), // another row's seq in the trace id
+      tp.toUpperCase(),
+      `01${tp.slice(2)}`, // version 01
+      `${tp}0`,
+      tp.slice(0, 54),
+      `${tp.slice(0, 35)}_${tp.slice(36)}`,
+      `${tp.slice(0, 10)}é${tp.slice(11)}`,
+      `${tp.slice(0, 40)}G${tp.slice(41)}`,
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', // a foreign trace id
+      '',
+    ];
+    for (const s of unpacked) expect(packTraceparent(s, seq, out), s).toBe(false);
+    for (const bad of [-1, 2 ** 32, 1.5, Number.NaN])
+      expect(packTraceparent(tp, bad, out)).toBe(false);
+    // Single-character mutations at every position: packed only when the result still has the
+    // form, and then unpacked to the same string.
+    const alphabet = '0123456789abcdefABCDEF-_ zé';
+    let packed = 0;
+    for (let i = 0; i < tp.length; i++) {
+      for (const c of alphabet) {
+        const s = tp.slice(0, i) + c + tp.slice(i + 1);
+        if (!packTraceparent(s, seq, out)) continue;
+        packed++;
+        expect(traceparentOf(out, seq)).toBe(s);
+      }
+    }
+    // The 42 hex digits of the ids and flags take any of 16 digits; the other 13 positions (the
+    // version, the dashes, the seq digits) only the character they have.
+    expect(packed).toBe(42 * 16 + 13);
+  });
+
+  for (const worker of [false, true]) {
+    it(`stores the gateway's traceparents packed, others as text, and reads both back exactly${worker ? ' (worker thread)' : ''}`, async () => {
+      const h = await sqliteHarness('full', worker);
+      try {
+        const foreign = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        const writes: UplinkWrite[] = [];
+        // 70 rows: an INSERT of 64 and smaller ones, each row with its own packed buffer.
+        for (let seq = 1; seq <= 70; seq++) {
+          const r = rec('P', seq);
+          if (seq % 10 === 0) r.traceparent = foreign;
+          else if (seq % 7 !== 0) r.traceparent = new UplinkTracer().traceparent(seq); // its own ids
+          writes.push({ vehicleId: 'P', seq, record: r });
+        }
+        expect(await h.store.appendUplink(writes)).toEqual(new Map());
+        const want = writes.map((w) => w.record!.traceparent);
+        const read = async (s: Store) =>
+          (await s.listUplink('P', 0, 100)).map((r) => r.traceparent);
+        expect(await read(h.store)).toEqual(want);
+        await h.store.close();
+        const raw = new Database(h.path, { readonly: true });
+        try {
+          const kinds = raw
+            .prepare(
+              'SELECT seq, typeof(traceparent) AS t, length(traceparent) AS n FROM uplink ORDER BY seq',
+            )
+            .all() as { seq: number; t: string; n: number | null }[];
+          for (const { seq, t, n } of kinds) {
+            if (seq % 10 === 0) expect([seq, t, n]).toEqual([seq, 'text', 55]);
+            else if (seq % 7 === 0) expect([seq, t]).toEqual([seq, 'null']);
+            else expect([seq, t, n]).toEqual([seq, 'blob', PACKED_TRACEPARENT_BYTES]);
+          }
+        } finally {
+          raw.close();
+        }
+        expect(await read(await h.reopen())).toEqual(want);
+      } finally {
+        await h.cleanup();
+      }
+    });
+  }
 });
