@@ -60,7 +60,7 @@ export function rowData(kind: number, data: Uint8Array | string): RecordData {
 /** Bytes of a packed traceparent: trace-id head (12), span id (8), flags (1). */
 export const PACKED_TRACEPARENT_BYTES = 21;
 
-/** Value of a lower-case hex digit's char code, else -1 (upper case is not packed: it would not round-trip). */
+/** Value of a lower-case hex digit's char code, else -1 (upper case would not round-trip). */
 const HEX_VALUE = new Int8Array(128).fill(-1);
 for (let i = 0; i < 16; i++) HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
 
