@@ -1,10 +1,11 @@
-// The per-vehicle seq index of the SQLite uplink rows, written in bulk, and the reads through it.
+// The per-vehicle seq index of the SQLite uplink rows (written in bulk, read through), and the row codecs.
 import type Database from 'better-sqlite3';
 import {
   decodeEventSample,
   decodeTelemetrySample,
   eventData,
   telemetryData,
+  toHex,
 } from '../protocol/index.js';
 import type { RecordData } from '../protocol/record.js';
 
@@ -102,8 +103,8 @@ export function packTraceparent(tp: string, seq: number, out: Uint8Array): boole
 /** The traceparent text of an uplink row's column (text as stored, or packed by packTraceparent). */
 export function traceparentOf(value: string | Uint8Array, seq: number): string {
   if (typeof value === 'string') return value;
-  const b = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  return `00-${b.toString('hex', 0, 12)}${(seq >>> 0).toString(16).padStart(8, '0')}-${b.toString('hex', 12, 20)}-${b.toString('hex', 20, 21)}`;
+  const seqHex = (seq >>> 0).toString(16).padStart(8, '0');
+  return `00-${toHex(value, 0, 12)}${seqHex}-${toHex(value, 12, 20)}-${toHex(value, 20, 21)}`;
 }
 
 /** Entries per run at most: a read that starts inside a run decodes at most this many ids. */
