@@ -1,5 +1,6 @@
 // W3C trace context (traceparent) parsing and cheap id generation for uplink records and commands.
 import { randomBytes } from 'node:crypto';
+import { HEX_BYTE } from '../protocol/bytes.js';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -42,9 +43,6 @@ export function childTraceparent(parent: TraceContext | undefined): string {
     ? `00-${randomHex(16)}-${randomHex(8)}-01`
     : `00-${parent.traceId}-${randomHex(8)}-${parent.flags}`;
 }
-
-/** Two lower-case hex digits per byte value. */
-const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
 /**
  * Per-session trace ids for uplink records: each record gets its own trace id made of a random

@@ -40,11 +40,14 @@ export function writeU64(b: Uint8Array, o: number, v: number): void {
   writeU32(b, o + 4, v >>> 0);
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** Two lower-case hex digits per byte value. */
+export const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, i) =>
+  i.toString(16).padStart(2, '0'),
+);
 
 export function toHex(b: Uint8Array, start = 0, end = b.length): string {
   let s = '';
-  for (let i = start; i < end; i++) s += HEX[b[i]!]!;
+  for (let i = start; i < end; i++) s += HEX_BYTE[b[i]!]!;
   return s;
 }
 

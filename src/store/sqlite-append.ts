@@ -24,8 +24,6 @@ export const HOLE = -1;
 
 const SEQ_CACHE_MAX = 200_000;
 
-export { INDEX_WRITE_ENTRIES } from './sqlite-index.js';
-
 /**
  * Vehicles whose runs one index transaction writes at most (a synchronous transaction on the event
  * loop: some 3–6 µs per run, so up to ~6 ms); an index write of more vehicles goes in slices, one

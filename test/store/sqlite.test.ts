@@ -25,13 +25,13 @@ import {
   CHECKPOINTS_PER_TICK,
   CHECKPOINTS_PER_WRITE,
   INDEX_RUNS_PER_WRITE,
-  INDEX_WRITE_ENTRIES,
   UplinkAppender,
   VehicleStateReader,
   type FlatRows,
 } from '../../src/store/sqlite-append.js';
 import {
   INDEXED_UPTO_KEY,
+  INDEX_WRITE_ENTRIES,
   INDEX_WRITE_RUNS,
   PACKED_TRACEPARENT_BYTES,
   PendingIndex,
