@@ -61,6 +61,17 @@ type Tagged = Duplex & { [kSession]?: Session };
 function onStreamData(this: Tagged, chunk: Buffer): void {
   this[kSession]?.receive(chunk);
 }
+/**
+ * The read callback of TCP sockets that read into one shared buffer (transports.ts): the bytes are
+ * copied out (a pooled allocation) because the next read of any socket refills the buffer, and
+ * frames, held messages and records keep views into their chunk until the store has them.
+ */
+export function onSharedBufferRead(this: Tagged, nread: number, buf: Uint8Array): boolean {
+  const chunk = Buffer.allocUnsafe(nread);
+  chunk.set(buf.subarray(0, nread));
+  this[kSession]?.receive(chunk);
+  return true;
+}
 function onStreamDrain(this: Tagged): void {
   this[kSession]?.drained();
 }

@@ -1,8 +1,11 @@
 // TCP intake under interleaving: many sockets' reads follow each other before the commit that stores
 // them, frames arrive whole, coalesced or cut into pieces, and messages wait behind a CONNECT whose
 // token is being checked. No vehicle's stored data may ever hold another's bytes (a chunk or a frame
-// view reused before the store wrote it would do exactly that).
+// view reused before the store wrote it would do exactly that). Both ways of reading a socket run the
+// suite: one shared buffer per process (the default where Node's sockets have the onread slots) and
+// the stream fallback.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { forceStreamReads, type TcpListener } from '../../src/gateway/transports.js';
 import {
   AckStatus,
   Cmd,
@@ -14,14 +17,6 @@ import {
 } from '../../src/protocol/index.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import type { TestVehicle } from '../helpers/vehicle.js';
-
-let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ uplinkRatePerSec: '1000', uplinkBurst: '1000' });
-});
-afterAll(async () => {
-  await gw.stop();
-});
 
 const T = 1764000000000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -46,12 +41,51 @@ async function acksUpTo(v: TestVehicle, last: number): Promise<void> {
   }
 }
 
-describe('plain-TCP intake', () => {
+describe.each(['shared-buffer', 'stream'] as const)('plain-TCP intake, %s reads', (mode) => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    forceStreamReads(mode === 'stream');
+    gw = await startGateway({ uplinkRatePerSec: '1000', uplinkBurst: '1000' });
+  });
+  afterAll(async () => {
+    await gw.stop();
+    forceStreamReads(false);
+  });
+
+  it('reads accepted sockets the expected way', async () => {
+    const id = `VIN-TCP-MODE-${mode}`;
+    const v = await gw.connected(id);
+    // A stream socket emits 'data' for every read; a shared-buffer socket hands reads to the
+    // session without one.
+    let dataEvents = 0;
+    gw.app.gateway.sessions.get(id)!.stream.on('data', () => dataEvents++);
+    v.send(Cmd.TELEMETRY, encodeTelemetry(sample(60, 1)));
+    await acksUpTo(v, 1);
+    expect(dataEvents > 0).toBe(mode === 'stream');
+    expect((gw.app.listeners[0] as TcpListener).readMode).toBe(mode);
+    v.close();
+  });
+
+  it('closes after a peer half-closes, and stores what came before the end', async () => {
+    const id = `VIN-TCP-END-${mode}`;
+    const v = await gw.connected(id);
+    v.send(Cmd.TELEMETRY, encodeTelemetry(sample(61, 1)));
+    v.socket.end();
+    await v.waitClosed();
+    let items: unknown[] = [];
+    for (let i = 0; i < 100 && items.length === 0; i++) {
+      const res = await gw.api('GET', `/api/v1/vehicles/${id}/uplink`);
+      items = (res.body as { items: unknown[] }).items;
+      if (items.length === 0) await sleep(20);
+    }
+    expect(items).toHaveLength(1);
+  });
+
   it("stores each vehicle's own bytes while many sockets' reads interleave", async () => {
     const VEHICLES = 12;
     const PER_VEHICLE = 40;
     const vehicles = await Promise.all(
-      Array.from({ length: VEHICLES }, (_, i) => gw.connected(`VIN-TCP-MIX-${i}`)),
+      Array.from({ length: VEHICLES }, (_, i) => gw.connected(`VIN-TCP-MIX-${mode}-${i}`)),
     );
     const frames = vehicles.map((_, v) =>
       Array.from({ length: PER_VEHICLE }, (_, k) =>
@@ -78,7 +112,10 @@ describe('plain-TCP intake', () => {
     }
     await Promise.all(waits);
     for (let v = 0; v < VEHICLES; v++) {
-      const res = await gw.api('GET', `/api/v1/vehicles/VIN-TCP-MIX-${v}/uplink?limit=1000`);
+      const res = await gw.api(
+        'GET',
+        `/api/v1/vehicles/VIN-TCP-MIX-${mode}-${v}/uplink?limit=1000`,
+      );
       expect(res.status).toBe(200);
       const items = (res.body as { items: { seq: number; data: Record<string, unknown> }[] }).items;
       expect(items.map((r) => r.seq)).toEqual(Array.from({ length: PER_VEHICLE }, (_, k) => k + 1));
@@ -95,7 +132,7 @@ describe('plain-TCP intake', () => {
     const VEHICLES = 16;
     const PER_VEHICLE = 6;
     const opened = await Promise.all(Array.from({ length: VEHICLES }, () => gw.vehicle()));
-    const ids = opened.map((_, v) => `VIN-TCP-PIPE-${v}`);
+    const ids = opened.map((_, v) => `VIN-TCP-PIPE-${mode}-${v}`);
     const writes = await Promise.all(
       opened.map(async (_, v) =>
         Buffer.concat([
