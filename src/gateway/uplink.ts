@@ -113,7 +113,19 @@ export class UplinkPipeline {
     raw?: Uint8Array,
   ): void {
     s.uplinkNext = seq + 1;
-    this.push({ session: s, vehicleId: s.vehicleId, seq, record, raw, ack, ackSeq, write: true });
+    // Every uplink record's traceparent is made by its session's tracer (handlers/uplink.ts).
+    const traceIds = record === null ? undefined : s.tracer?.ids;
+    this.push({
+      session: s,
+      vehicleId: s.vehicleId,
+      seq,
+      record,
+      raw,
+      traceIds,
+      ack,
+      ackSeq,
+      write: true,
+    });
   }
 
   /** Sends an UPLINK_ACK now (answers that consume nothing). */

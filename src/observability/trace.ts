@@ -27,14 +27,23 @@ export function formatTraceparent(ctx: TraceContext): string {
 let pool = Buffer.alloc(0);
 let poolAt = 0;
 
-export function randomHex(bytes: number): string {
+function randomBytesFromPool(bytes: number): Uint8Array {
   if (poolAt + bytes > pool.length) {
     pool = randomBytes(4096);
     poolAt = 0;
   }
-  const s = pool.toString('hex', poolAt, poolAt + bytes);
+  const out = pool.subarray(poolAt, poolAt + bytes);
   poolAt += bytes;
-  return s;
+  return out;
+}
+
+export function randomHex(bytes: number): string {
+  return hexOf(randomBytesFromPool(bytes), 0, bytes);
+}
+
+/** Hex of b[start, end) as one flat string (Node's encoder). */
+function hexOf(b: Uint8Array, start: number, end: number): string {
+  return Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('hex');
 }
 
 /** A child span of `parent` (same trace), or a new sampled trace when there is no parent. */
@@ -44,14 +53,32 @@ export function childTraceparent(parent: TraceContext | undefined): string {
     : `00-${parent.traceId}-${randomHex(8)}-${parent.flags}`;
 }
 
+/** Bytes of UplinkTracer.ids: trace-id head (12), span id (8), flags (1). */
+export const TRACE_IDS_BYTES = 21;
+
 /**
  * Per-session trace ids for uplink records: each record gets its own trace id made of a random
  * session prefix and its seq, so no random bytes are drawn per message on the hot path. The seq's
  * hex comes from a table (a radix toString and padStart cost ~0.1 µs more per message).
  */
 export class UplinkTracer {
-  private readonly head = `00-${randomHex(12)}`;
-  private readonly tail = `-${randomHex(8)}-01`;
+  /**
+   * What every traceparent of this tracer holds besides its seq, as bytes: the trace id's first 12
+   * bytes, the span id and the flags (TRACE_IDS_BYTES). A store keeps these 21 bytes and the row's
+   * seq instead of the 55 characters (the SQLite store does: packTraceparent, traceparentOf), so
+   * nothing parses the text on the write path.
+   */
+  readonly ids: Uint8Array;
+  private readonly head: string;
+  private readonly tail: string;
+
+  constructor() {
+    const ids = (this.ids = new Uint8Array(TRACE_IDS_BYTES));
+    ids.set(randomBytesFromPool(20), 0);
+    ids[20] = 0x01; // sampled
+    this.head = `00-${hexOf(ids, 0, 12)}`;
+    this.tail = `-${hexOf(ids, 12, 20)}-01`;
+  }
 
   traceparent(seq: number): string {
     const s = seq >>> 0;

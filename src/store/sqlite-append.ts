@@ -12,8 +12,9 @@ import {
 
 /** One consumed seq, flattened for a cheap hand-off to a worker: 7 slots per row. */
 export const ROW_STRIDE = 7;
-// vehicleId, seq, kind (0 telemetry, 1 event, -1 hole), timestamp, receivedAt, traceparent | null,
-// data: the record's TLVs, or its JSON, or null for a hole
+// vehicleId, seq, kind (0 telemetry, 1 event, -1 hole), timestamp, receivedAt, traceparent (text,
+// or packed: the tracer's ids, see packTraceparent) | null, data: the record's TLVs, or its JSON, or
+// null for a hole
 export type FlatRows = (string | number | Uint8Array | null)[];
 
 /** Vehicles not written, as [vehicleId, storedLastSeq, …]. */

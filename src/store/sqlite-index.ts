@@ -8,6 +8,7 @@ import {
   toHex,
 } from '../protocol/index.js';
 import type { RecordData } from '../protocol/record.js';
+import { TRACE_IDS_BYTES } from '../observability/trace.js';
 
 /**
  * Why the index is deferred and kept in runs: vehicles report about once a second, so one group
@@ -58,8 +59,11 @@ export function rowData(kind: number, data: Uint8Array | string): RecordData {
     : telemetryData(decodeTelemetrySample(data, 0, data.length));
 }
 
-/** Bytes of a packed traceparent: trace-id head (12), span id (8), flags (1). */
-export const PACKED_TRACEPARENT_BYTES = 21;
+/**
+ * Bytes of a packed traceparent: trace-id head (12), span id (8), flags (1); the layout of
+ * UplinkTracer.ids, which the gateway passes as is (UplinkWrite.traceIds).
+ */
+export const PACKED_TRACEPARENT_BYTES = TRACE_IDS_BYTES;
 
 /** Value of a lower-case hex digit's char code, else -1 (upper case would not round-trip). */
 const HEX_VALUE = new Int8Array(128).fill(-1);

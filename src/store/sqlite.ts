@@ -440,7 +440,8 @@ export class SqliteStore implements Store {
       rows[o++] = rec === null ? HOLE : KIND_CODE[rec.kind];
       rows[o++] = rec === null ? 0 : rec.timestamp;
       rows[o++] = rec === null ? now : rec.receivedAt;
-      rows[o++] = rec?.traceparent ?? null;
+      // The tracer's bytes where the gateway made the traceparent: nothing to parse on insert.
+      rows[o++] = rec === null ? null : (w.traceIds ?? rec.traceparent ?? null);
       // The TLVs as received when the gateway passed them (no JSON per message), else the JSON.
       rows[o++] = rec === null ? null : (w.raw ?? JSON.stringify(rec.data));
     }

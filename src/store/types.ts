@@ -36,6 +36,11 @@ export interface UplinkWrite {
    * the codec on read (the SQLite store does). A copy, not a view of a reused buffer.
    */
   raw?: Uint8Array | undefined;
+  /**
+   * The bytes of `record.traceparent` other than its seq (UplinkTracer.ids), when the gateway's
+   * tracer made it: a store may keep these instead of the text (the SQLite store does).
+   */
+  traceIds?: Uint8Array | undefined;
 }
 
 /**

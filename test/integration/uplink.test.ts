@@ -1,5 +1,5 @@
 // Durable uplink over real sockets: the check order of PROTOCOL.md 3.2, batches (5), latest state and the JSON record form (8).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AckStatus,
   Cmd,
@@ -11,6 +11,8 @@ import {
   type ErrorMessage,
   type UplinkAckMessage,
 } from '../../src/protocol/index.js';
+import { PACKED_TRACEPARENT_BYTES, packTraceparent } from '../../src/store/sqlite-index.js';
+import type { UplinkWrite } from '../../src/store/types.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 let gw: TestGateway;
@@ -167,6 +169,38 @@ describe('uplink checks', () => {
       data: { eventCode: 2, severity: 1, detail: '急刹车', latitude: 1e-7 },
     });
     expect((await records(id, '?afterSeq=1&limit=1')).map((r) => r.seq)).toEqual([2]);
+    v.close();
+  });
+});
+
+describe('uplink trace ids', () => {
+  it("passes each record's trace ids with its write, the bytes of its traceparent but the seq", async () => {
+    const id = vin();
+    const v = await gw.connected(id);
+    const seen: UplinkWrite[] = [];
+    const original = gw.app.store.appendUplink.bind(gw.app.store);
+    const wrapped = vi.spyOn(gw.app.store, 'appendUplink').mockImplementation((writes) => {
+      seen.push(...writes.filter((w) => w.vehicleId === id));
+      return original(writes);
+    });
+    try {
+      v.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 1, timestamp: T }));
+      v.send(Cmd.EVENT, encodeEvent({ seq: 2, timestamp: T }));
+      v.send(
+        Cmd.TELEMETRY_BATCH,
+        encodeTelemetryBatch({ firstSeq: 3, samples: [{ timestamp: T }, { timestamp: T + 1 }] }),
+      );
+      for (let last = 0; last < 4;)
+        last = (await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).seq;
+    } finally {
+      wrapped.mockRestore();
+    }
+    expect(seen.map((w) => w.seq)).toEqual([1, 2, 3, 4]);
+    const out = Buffer.alloc(PACKED_TRACEPARENT_BYTES);
+    for (const w of seen) {
+      expect(packTraceparent(w.record!.traceparent!, w.seq, out)).toBe(true);
+      expect(Buffer.from(w.traceIds!).equals(out)).toBe(true);
+    }
     v.close();
   });
 });

@@ -1127,6 +1127,19 @@ describe('packed uplink traceparents', () => {
     }
   });
 
+  it("is what the tracer's ids are: the gateway passes those instead of packing its text", () => {
+    const out = Buffer.alloc(PACKED_TRACEPARENT_BYTES);
+    for (let i = 0; i < 50; i++) {
+      const t = new UplinkTracer();
+      expect(t.ids).toHaveLength(PACKED_TRACEPARENT_BYTES);
+      for (const seq of seqs) {
+        expect(packTraceparent(t.traceparent(seq), seq, out)).toBe(true);
+        expect(Buffer.from(t.ids).equals(out)).toBe(true);
+        expect(traceparentOf(t.ids, seq)).toBe(t.traceparent(seq));
+      }
+    }
+  });
+
   it('leaves every other string as text, and whatever it packs round-trips exactly', () => {
     const out = Buffer.alloc(PACKED_TRACEPARENT_BYTES);
     const tp = tracer.traceparent(0x1234_abcd);
@@ -1172,9 +1185,15 @@ describe('packed uplink traceparents', () => {
         // 70 rows: an INSERT of 64 and smaller ones, each row with its own packed buffer.
         for (let seq = 1; seq <= 70; seq++) {
           const r = rec('P', seq);
+          let traceIds: Uint8Array | undefined;
           if (seq % 10 === 0) r.traceparent = foreign;
-          else if (seq % 7 !== 0) r.traceparent = new UplinkTracer().traceparent(seq); // its own ids
-          writes.push({ vehicleId: 'P', seq, record: r });
+          else if (seq % 7 !== 0) {
+            const own = new UplinkTracer(); // its own ids
+            r.traceparent = own.traceparent(seq);
+            // Half of them come with the tracer's bytes, as the gateway passes them.
+            if (seq % 2 === 0) traceIds = own.ids;
+          }
+          writes.push({ vehicleId: 'P', seq, record: r, traceIds });
         }
         expect(await h.store.appendUplink(writes)).toEqual(new Map());
         const want = writes.map((w) => w.record!.traceparent);
