@@ -67,9 +67,11 @@ function onStreamData(this: Tagged, chunk: Buffer): void {
  * frames, held messages and records keep views into their chunk until the store has them.
  */
 export function onSharedBufferRead(this: Tagged, nread: number, buf: Uint8Array): boolean {
+  const session = this[kSession];
+  if (session === undefined) return true;
   const chunk = Buffer.allocUnsafe(nread);
   chunk.set(buf.subarray(0, nread));
-  this[kSession]?.receive(chunk);
+  session.receive(chunk);
   return true;
 }
 function onStreamDrain(this: Tagged): void {
