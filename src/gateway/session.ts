@@ -63,8 +63,8 @@ function onStreamData(this: Tagged, chunk: Buffer): void {
 }
 /**
  * The read callback of TCP sockets that read into one shared buffer (transports.ts): the bytes are
- * copied out (a pooled allocation) because the next read of any socket refills the buffer, and
- * frames, held messages and records keep views into their chunk until the store has them.
+ * copied out (a pooled allocation) because the next read of any socket refills the buffer, and the
+ * codec hands frames and messages on as views of their chunk, which may be kept after the read.
  */
 export function onSharedBufferRead(this: Tagged, nread: number, buf: Uint8Array): boolean {
   const session = this[kSession];

@@ -55,7 +55,13 @@ function findOnreadSymbols(): OnreadSymbols | undefined {
   return { buffer, callback, generator };
 }
 
+/** findOnreadSymbols, once (null: not looked up yet). */
 let onreadSymbols: OnreadSymbols | undefined | null = null;
+
+function onreadSlots(): OnreadSymbols | undefined {
+  if (onreadSymbols === null) onreadSymbols = findOnreadSymbols();
+  return onreadSymbols;
+}
 
 /** Test hook: read accepted TCP sockets as streams, as on a Node without the onread internals. */
 export function forceStreamReads(on: boolean): void {
@@ -73,8 +79,7 @@ export function forceStreamReads(on: boolean): void {
  * sockets. Returns false, leaving the socket a stream, where this Node's sockets differ.
  */
 function readIntoSharedBuffer(socket: Socket): boolean {
-  if (onreadSymbols === null) onreadSymbols = findOnreadSymbols();
-  const syms = onreadSymbols;
+  const syms = onreadSlots();
   if (syms === undefined) return false;
   const slots = socket as unknown as Record<symbol, unknown> & {
     _handle?: { useUserBuffer?: (buf: Uint8Array) => void } | null;
@@ -118,8 +123,7 @@ function closer(server: Server): () => Promise<void> {
 }
 
 export async function listenTcp(gw: Gateway, at: HostPort): Promise<TcpListener> {
-  if (onreadSymbols === null) onreadSymbols = findOnreadSymbols();
-  let readMode: TcpReadMode = onreadSymbols === undefined ? 'stream' : 'shared-buffer';
+  let readMode: TcpReadMode = onreadSlots() === undefined ? 'stream' : 'shared-buffer';
   const server = createTcpServer({ pauseOnConnect: false }, (socket) => {
     if (overCapacity(gw) || gw.draining) {
       socket.destroy();
