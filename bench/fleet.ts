@@ -7,6 +7,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } f
 import { join } from 'node:path';
 import { parseDuration, parseFlags } from '../src/config/index.js';
 import { ROOT, machine, topFunctions } from './scenarios/common.js';
+import { compare } from './scenarios/compare.js';
 import { connections } from './scenarios/connections.js';
 import type { BenchOptions, ScenarioContext, ScenarioResult } from './scenarios/context.js';
 import { downlink } from './scenarios/downlink.js';
@@ -25,6 +26,8 @@ Scenarios (each bounded to about 2–3 minutes):
   overload      the per-vehicle limit at --sustainable/N, vehicles offering twice that
   storm         SIGKILL + restart the gateway under N vehicles; time until all are back and resent
   downlink      commands posted through the API at rising rates; acked/s and latency
+  compare       uplink pairs, the gateway then a peer (--versus, default mqtt://127.0.0.1:1883),
+                --pairs K times (default 3): CPU per acked message of each and their ratio per pair
 
 Options:
   --target T            host:port (a running gateway; give --http and --target-pid), mqtt://host:port
@@ -43,6 +46,7 @@ Options:
   --cpu-prof            write a V8 CPU profile of the gateway (uplink, saturation) and list hot functions
   --no-verify           skip the store check through the API
   --gateway-flag=F      extra 'vmcp serve' flags as a comma list: --gateway-flag=--commit-interval-ms,1
+  --versus T --pairs K  compare: the peer target (as --target) and the number of pairs
 `;
 
 const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult>> = {
@@ -52,6 +56,7 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   overload,
   storm,
   downlink,
+  compare,
 };
 
 function list(v: string | true | undefined): number[] | undefined {
@@ -92,6 +97,8 @@ function options(flags: Record<string, string | true>): BenchOptions {
     gatewayFlags: ['--store-sync', storeSync, ...extra],
     keepaliveS: n('keepalive') ?? 30,
     ramp: n('ramp') ?? 2_000,
+    versus: s('versus'),
+    pairs: n('pairs'),
   };
 }
 
@@ -107,13 +114,15 @@ async function main(): Promise<number> {
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const targetId =
-    opts.target === undefined
-      ? `gateway-${opts.storeSync}`
-      : opts.target.startsWith('mqtt://')
-        ? 'mosquitto'
-        : ['aedes', 'node-floor', 'node-floor-onread', 'c-floor'].includes(opts.target)
-          ? opts.target
-          : 'external';
+    scenario === 'compare'
+      ? 'pairs'
+      : opts.target === undefined
+        ? `gateway-${opts.storeSync}`
+        : opts.target.startsWith('mqtt://')
+          ? 'mosquitto'
+          : ['aedes', 'node-floor', 'node-floor-onread', 'c-floor'].includes(opts.target)
+            ? opts.target
+            : 'external';
   const base = join(dir, `${stamp}-${scenario}-${targetId}`);
   const jsonl = `${base}.jsonl`;
   const emit = (rec: Record<string, unknown>): void => {
@@ -150,10 +159,11 @@ async function main(): Promise<number> {
   }
   for (const row of result.timeline)
     emit({ type: 'timeline', scenario, target: result.targetId, ...row });
-  const { timeline: _t, ...brief } = result;
+  const { timeline: _t, parts = [], ...brief } = result;
+  for (const part of parts) emit({ type: 'result', result: part });
   emit({ type: 'summary', ...brief });
-  emit({ type: 'result', result });
-  writeFileSync(`${base}.html`, renderReport([{ ...result, flames }], m));
+  emit({ type: 'result', result: { ...result, parts: undefined } });
+  writeFileSync(`${base}.html`, renderReport([...parts, { ...result, flames }], m));
   process.stderr.write(`bench: report ${base}.html\n`);
   return 0;
 }

@@ -275,7 +275,9 @@ export function renderReport(results: ScenarioResult[], machine: Record<string, 
               ? `back in ${f.allBackSeconds} s, resent in ${f.resentSeconds} s, lost acked ${(f.store as { lostAcked?: number } | undefined)?.lostAcked}`
               : r.scenario === 'downlink'
                 ? `max ${f.maxAckedCommandsPerSec} commands/s acked`
-                : `${f.ackedPerSec}/s acked, p50 ${lat?.p50} ms, p99 ${lat?.p99} ms, ${f.cpuUsPerAck} µs CPU/ack`,
+                : r.scenario === 'compare'
+                  ? `CPU per ack, gateway ÷ peer: median ${f.ratioMedian} (${f.ratioMin}–${f.ratioMax}) over ${f.pairs} pairs`
+                  : `${f.ackedPerSec}/s acked, p50 ${lat?.p50} ms, p99 ${lat?.p99} ms, ${f.cpuUsPerAck} µs CPU/ack`,
       ),
     };
   });

@@ -22,6 +22,9 @@ export interface BenchOptions {
   gatewayFlags: string[];
   keepaliveS: number;
   ramp: number;
+  /** compare: the peer target (default mqtt://127.0.0.1:1883) and the number of pairs (default 3). */
+  versus?: string | undefined;
+  pairs?: number | undefined;
 }
 
 export interface ScenarioResult {
@@ -38,6 +41,8 @@ export interface ScenarioResult {
   notes: string[];
   /** Flame graphs (SVG) of the target's CPU profiles, for the HTML report only (not in the JSON). */
   flames?: { name: string; svg: string }[];
+  /** The runs a compound scenario (compare) is made of: reported and written with it. */
+  parts?: ScenarioResult[];
 }
 
 export type Emit = (record: Record<string, unknown>) => void;
