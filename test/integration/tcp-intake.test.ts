@@ -4,7 +4,7 @@
 // view reused before the store wrote it would do exactly that). Both ways of reading a socket run the
 // suite: one shared buffer per process (the default where Node's sockets have the onread slots) and
 // the stream fallback.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { forceStreamReads, type TcpListener } from '../../src/gateway/transports.js';
 import {
   AckStatus,
@@ -79,6 +79,44 @@ describe.each(['shared-buffer', 'stream'] as const)('plain-TCP intake, %s reads'
       if (items.length === 0) await sleep(20);
     }
     expect(items).toHaveLength(1);
+  });
+
+  it('stops reading while the store is behind and resumes when the backlog halves, losing nothing', async () => {
+    // A small backlog limit and slow commits: the vehicle's bursts fill the backlog, every session
+    // stops reading (the socket's bytes wait in the kernel) and starts again after a commit.
+    const slow = await startGateway({
+      uplinkRatePerSec: '1000',
+      uplinkBurst: '1000',
+      maxPendingUplink: '100',
+      commitIntervalMs: '300',
+    });
+    const pauses = vi.spyOn(slow.app.gateway, 'pauseSession');
+    try {
+      const id = `VIN-TCP-BACKLOG-${mode}`;
+      const v = await slow.connected(id);
+      const BURSTS = 8;
+      const PER_BURST = 50;
+      const acked = acksUpTo(v, BURSTS * PER_BURST);
+      for (let b = 0; b < BURSTS; b++) {
+        const frames = Array.from({ length: PER_BURST }, (_, k) =>
+          encodeMessage(Cmd.TELEMETRY, encodeTelemetry(sample(62, b * PER_BURST + k + 1))),
+        );
+        v.sendRaw(Buffer.concat(frames));
+        await sleep(40);
+      }
+      await acked;
+      expect(pauses).toHaveBeenCalled();
+      const res = await slow.api('GET', `/api/v1/vehicles/${id}/uplink?limit=1000`);
+      const items = (res.body as { items: { seq: number; data: Record<string, unknown> }[] }).items;
+      expect(items.map((r) => r.seq)).toEqual(
+        Array.from({ length: BURSTS * PER_BURST }, (_, k) => k + 1),
+      );
+      expect(items[399]!.data).toEqual(telemetryData(sample(62, 400)));
+      v.close();
+    } finally {
+      pauses.mockRestore();
+      await slow.stop();
+    }
   });
 
   it("stores each vehicle's own bytes while many sockets' reads interleave", async () => {
