@@ -13,11 +13,14 @@ export interface PairRatios {
   max: number;
 }
 
+/** gateway ÷ peer, to three decimals. */
+const ratio = (gateway: number, peer: number): number => round(gateway / peer, 3);
+
 /** The per-pair ratios of two lists of CPU µs per ack (same length, paired by index). */
 export function pairRatios(gateway: readonly number[], peer: readonly number[]): PairRatios {
   if (gateway.length === 0 || gateway.length !== peer.length)
     throw new Error('pairRatios: two non-empty lists of the same length');
-  const ratios = gateway.map((g, i) => round(g / peer[i]!, 3));
+  const ratios = gateway.map((g, i) => ratio(g, peer[i]!));
   const sorted = [...ratios].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   const median =
@@ -49,7 +52,7 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
       pair: i + 1,
       gateway: { target: g.target, cpuUsPerAck: gateway[i], latencyMs: g.figures.latencyMs },
       peer: { target: p.target, cpuUsPerAck: other[i], latencyMs: p.figures.latencyMs },
-      ratio: round(gateway[i]! / other[i]!, 3),
+      ratio: ratio(gateway[i]!, other[i]!),
     });
   }
   const r = pairRatios(gateway, other);
