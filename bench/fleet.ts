@@ -12,6 +12,7 @@ import { connections } from './scenarios/connections.js';
 import type { BenchOptions, ScenarioContext, ScenarioResult } from './scenarios/context.js';
 import { downlink } from './scenarios/downlink.js';
 import { saturation } from './scenarios/saturation.js';
+import { soak } from './scenarios/soak.js';
 import { storm } from './scenarios/storm.js';
 import { overload, uplink } from './scenarios/uplink.js';
 import { renderReport } from './report.js';
@@ -19,7 +20,7 @@ import { flameGraph, type CpuProfile } from './flame.js';
 
 const HELP = `Usage: vmcp bench <scenario> [options]      (node --import tsx bench/fleet.ts …)
 
-Scenarios (each bounded to about 2–3 minutes):
+Scenarios (each bounded to about 2–3 minutes, but soak: its --duration plus a few minutes):
   connections   ramp N idle vehicles (keepalive 30 s), hold; connect rate, RSS per connection, CPU
   uplink        N vehicles × R msgs/s; send → ack latency, acked/s, CPU µs per ack, loss vs the store
   saturation    raise the per-vehicle rate in steps until p99 > 100 ms or throughput stops rising
@@ -28,6 +29,10 @@ Scenarios (each bounded to about 2–3 minutes):
   downlink      commands posted through the API at rising rates; acked/s and latency
   compare       uplink pairs, the gateway then a peer (--versus, default mqtt://127.0.0.1:1883),
                 --pairs K times (default 3): CPU per acked message of each and their ratio per pair
+  soak          a long run (--duration, default 30m) of uplink and commands (--command-rate, default
+                10/s), the gateway SIGKILLed and restarted every --kill-every D if given; fails
+                (exit 1) on an acked message lost, a record out of order, an accepted command
+                without its result, or the heap growing over 20 MB/h
 
 Options:
   --target T            host:port (a running gateway; give --http and --target-pid), mqtt://host:port
@@ -47,6 +52,7 @@ Options:
   --no-verify           skip the store check through the API
   --gateway-flag=F      extra 'vmcp serve' flags as a comma list: --gateway-flag=--commit-interval-ms,1
   --versus T --pairs K  compare: the peer target (as --target) and the number of pairs
+  --kill-every D --command-rate C   soak: crash interval (default none), commands/s (default 10)
 `;
 
 const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult>> = {
@@ -57,6 +63,7 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   storm,
   downlink,
   compare,
+  soak,
 };
 
 function list(v: string | true | undefined): number[] | undefined {
@@ -99,6 +106,8 @@ function options(flags: Record<string, string | true>): BenchOptions {
     ramp: n('ramp') ?? 2_000,
     versus: s('versus'),
     pairs: n('pairs'),
+    killEveryMs: d('killEvery'),
+    commandRate: n('commandRate'),
   };
 }
 
@@ -165,7 +174,7 @@ async function main(): Promise<number> {
   emit({ type: 'result', result: { ...result, parts: undefined } });
   writeFileSync(`${base}.html`, renderReport([...parts, { ...result, flames }], m));
   process.stderr.write(`bench: report ${base}.html\n`);
-  return 0;
+  return result.failed === true ? 1 : 0;
 }
 
 main().then(

@@ -25,6 +25,9 @@ export interface BenchOptions {
   /** compare: the peer target (default mqtt://127.0.0.1:1883) and the number of pairs (default 3). */
   versus?: string | undefined;
   pairs?: number | undefined;
+  /** soak: SIGKILL and restart the gateway this often (0: never), and commands posted per second. */
+  killEveryMs?: number | undefined;
+  commandRate?: number | undefined;
 }
 
 export interface ScenarioResult {
@@ -43,6 +46,8 @@ export interface ScenarioResult {
   flames?: { name: string; svg: string }[];
   /** The runs a compound scenario (compare) is made of: reported and written with it. */
   parts?: ScenarioResult[];
+  /** The scenario's own thresholds were not met (soak): the bench exits 1. */
+  failed?: boolean;
 }
 
 export type Emit = (record: Record<string, unknown>) => void;

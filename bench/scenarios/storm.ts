@@ -3,7 +3,7 @@
 // back and has resent its backlog, and checks against the store that nothing acked was lost.
 import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { openTarget, startFleet, metricsUrls } from './targets.js';
+import { crashAndRestart, openTarget, startFleet, metricsUrls } from './targets.js';
 import { errorKinds, storeCheck, sumUplink } from './uplink.js';
 
 export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -42,11 +42,7 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
       0,
     );
     const killAt = Date.now();
-    const oldPid = gw.pid;
-    await gw.kill();
-    target.group.remove(oldPid);
-    await gw.start(); // same ports, same data dir
-    target.group.add(gw.pid);
+    await crashAndRestart(target, gw);
     const readyAt = Date.now();
     // Recovered: every vehicle connected again and the outbox back to its pre-storm size.
     const recovered = await waitFor(() => {

@@ -253,3 +253,13 @@ export function startFleet(
 export function metricsUrls(t: Target): string[] {
   return t.http.filter((u): u is string => u !== undefined).map((u) => `${u}/metrics`);
 }
+
+/** A crash: SIGKILLs one of the target's gateways (every connection drops) and starts it again on the
+ * same ports and data directory; its CPU is then read from the new process. */
+export async function crashAndRestart(target: Target, gw: GatewayProc): Promise<void> {
+  const oldPid = gw.pid;
+  await gw.kill();
+  target.group.remove(oldPid);
+  await gw.start();
+  target.group.add(gw.pid);
+}
