@@ -30,7 +30,8 @@ Scenarios (each bounded to about 2–3 minutes, but soak: its --duration plus a 
   compare       uplink pairs, the gateway then a peer (--versus, default mqtt://127.0.0.1:1883),
                 --pairs K times (default 3): CPU per acked message of each and their ratio per pair
   soak          a long run (--duration, default 30m) of uplink and commands (--command-rate, default
-                10/s), the gateway SIGKILLed and restarted every --kill-every D if given; fails
+                10/s), with a crash (SIGKILL, restart) every --kill-every D if given: each
+                gateway in turn (--gateways G), then Redis (--store redis); fails
                 (exit 1) on an acked message lost, a record out of order, an accepted command
                 without its result, or the heap growing over 20 MB/h
 
@@ -42,6 +43,9 @@ Options:
                         Default: start the gateway (node bin/vmcp.js serve, temp data dir).
   --vehicles N --rate R --duration D --batch K --keepalive S --ramp N
   --store-sync full|normal   gateway durability (default full)
+  --store sqlite|redis  the started gateways' store (default sqlite, one each); redis: one
+                        redis-server started by the bench (AOF, fsync always), shared by them;
+                        its CPU and RSS count as the target's
   --gateways G          start G gateway processes (scale-out; vehicles split evenly)
   --sims-per-gateway P  simulator processes per gateway
   --hold D              connections: hold time after the ramp (default 20s)
@@ -92,6 +96,7 @@ function options(flags: Record<string, string | true>): BenchOptions {
     durationMs: d('duration'),
     batch: n('batch') ?? 1,
     storeSync,
+    store: s('store') === 'redis' ? 'redis' : 'sqlite',
     gateways: n('gateways') ?? 1,
     simsPerShard: n('simsPerGateway'),
     holdMs: d('hold') ?? 20_000,
@@ -126,7 +131,9 @@ async function main(): Promise<number> {
     scenario === 'compare'
       ? 'pairs'
       : opts.target === undefined
-        ? `gateway-${opts.storeSync}`
+        ? opts.store === 'redis'
+          ? `gateway-redis`
+          : `gateway-${opts.storeSync}`
         : opts.target.startsWith('mqtt://')
           ? 'mosquitto'
           : ['aedes', 'node-floor', 'node-floor-onread', 'c-floor'].includes(opts.target)

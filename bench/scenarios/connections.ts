@@ -14,6 +14,7 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
     target: o.target,
     shards,
     gatewayFlags: o.gatewayFlags,
+    store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
   });

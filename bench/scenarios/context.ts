@@ -10,6 +10,8 @@ export interface BenchOptions {
   durationMs: number | undefined;
   batch: number;
   storeSync: 'full' | 'normal';
+  /** The started gateways' store: SQLite (default) or a Redis the bench starts and they share. */
+  store: 'sqlite' | 'redis';
   gateways: number;
   simsPerShard: number | undefined;
   holdMs: number;

@@ -52,6 +52,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
     target: o.target,
     shards: 1,
     gatewayFlags: o.gatewayFlags,
+    store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
   });

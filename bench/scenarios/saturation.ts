@@ -37,6 +37,7 @@ export async function saturation(ctx: ScenarioContext): Promise<ScenarioResult> 
     target: o.target,
     shards: 1,
     gatewayFlags: flags,
+    store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
     cpuProfDir: o.cpuProf ? ctx.profileDir : undefined,

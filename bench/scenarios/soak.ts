@@ -1,7 +1,8 @@
-// Soak: a long run of uplink and downlink together, with the gateway killed (SIGKILL) and restarted at
-// an interval if asked. At the end it checks the guarantees over the whole run: nothing acked lost, no
-// disorder (the store check), every command the API accepted reached its result; and it samples the
-// gateway's memory every 10 s to show whether the heap grows while the fleet stays the same (a leak).
+// Soak: a long run of uplink and downlink together, with crashes at an interval if asked (SIGKILL, then a
+// restart on the same data: each gateway in turn, then the Redis they share with --store redis). At the
+// end it checks the guarantees over the whole run: nothing acked lost, no disorder (the store check),
+// every command the API accepted reached its result; and it samples each gateway's memory every 10 s
+// to show whether the heap grows while the fleet stays the same (a leak).
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADMIN_TOKEN, ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
@@ -9,17 +10,18 @@ import { round, type ScenarioContext, type ScenarioResult } from './context.js';
 import { crashAndRestart, openTarget, startFleet, metricsUrls } from './targets.js';
 import { errorKinds, storeCheck, sumUplink } from './uplink.js';
 
-/** One memory sample of a gateway process. `segment` counts restarts (0 until the first kill). */
+/** One memory sample of a gateway process. A segment is one lifetime of one gateway: "g0.0" is gateway 0
+ * until its first restart, "g0.1" after it. */
 export interface MemorySample {
   /** ms since the segment's gateway became ready. */
   sinceStartMs: number;
-  segment: number;
+  segment: string;
   heapUsedMb: number;
   rssMb: number;
 }
 
 export interface SegmentTrend {
-  segment: number;
+  segment: string;
   /** Minutes covered by the windows compared (after the warm-up). */
   minutes: number;
   /** Least heap in use in the first and in the last window: the live heap, near enough, after a GC. */
@@ -40,7 +42,7 @@ export function memoryTrend(
   samples: readonly MemorySample[],
   o: { warmupMs: number; windowMs: number },
 ): SegmentTrend[] {
-  const bySegment = new Map<number, MemorySample[]>();
+  const bySegment = new Map<string, MemorySample[]>();
   for (const s of samples) {
     if (s.sinceStartMs < o.warmupMs) continue;
     const list = bySegment.get(s.segment) ?? [];
@@ -76,7 +78,7 @@ export function memoryTrend(
       maxRssMb: round(Math.max(...list.map((s) => s.rssMb))),
     });
   }
-  return out.sort((a, b) => a.segment - b.segment);
+  return out;
 }
 
 /** Heap growth above this (MB per hour, a segment of ≥ 10 minutes) fails the soak. */
@@ -114,15 +116,32 @@ function metricValue(text: string, name: string): number | undefined {
   return m === null ? undefined : Number(m[1]);
 }
 
-/** Bytes of the files in the gateway's data directory (store, WAL). */
+/** Whether every gateway answers /readyz 200 (its store reachable again). */
+async function allReady(gws: readonly { httpUrl: string }[]): Promise<boolean> {
+  try {
+    const codes = await Promise.all(
+      gws.map(async (g) => {
+        const res = await fetch(`${g.httpUrl}/readyz`);
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
+    return codes.every((c) => c === 200);
+  } catch {
+    return false;
+  }
+}
+
+/** Bytes of the files under a data directory (SQLite and its WAL; Redis's appendonlydir/). */
 function dataDirBytes(dir: string): number {
   let n = 0;
-  for (const f of readdirSync(dir)) {
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, f.name);
     try {
-      const st = statSync(join(dir, f));
-      if (st.isFile()) n += st.size;
+      if (f.isDirectory()) n += dataDirBytes(path);
+      else if (f.isFile()) n += statSync(path).size;
     } catch {
-      // removed meanwhile (a checkpoint)
+      // removed meanwhile (a checkpoint, an AOF rewrite)
     }
   }
   return n;
@@ -138,42 +157,49 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
   const notes: string[] = [];
   if (o.target !== undefined)
     throw new Error('soak starts its own gateway (it checks its memory and may restart it)');
-  const target = await openTarget({ target: undefined, shards: 1, gatewayFlags: o.gatewayFlags });
-  const gw = target.gateways[0]!;
-  const http = target.http[0]!;
+  const target = await openTarget({
+    target: undefined,
+    shards: o.gateways,
+    gatewayFlags: o.gatewayFlags,
+    store: o.store,
+  });
+  const gws = target.gateways;
+  const redis = target.redis;
   const simGroup = new ProcGroup('sim');
   simGroup.add(process.pid); // the API client (this process) is on the simulator's side
   const rec = new Recorder(target.group, simGroup);
   rec.metricsUrls = metricsUrls(target);
   const memory: MemorySample[] = [];
   const disk: { t: number; mb: number }[] = [];
-  let segment = 0;
-  let segmentStart = Date.now();
+  const lifetimes = gws.map(() => ({ n: 0, since: Date.now() })); // restarts and last start, per gateway
+  const dataDirs = [...gws.map((g) => g.dataDir), ...(redis === undefined ? [] : [redis.dir])];
   let sampler: NodeJS.Timeout | undefined;
   const startedAt = Date.now();
   try {
     rec.start();
     sampler = setInterval(() => {
-      const seg = segment;
-      const since = Date.now() - segmentStart;
-      fetch(`${http}/metrics`)
-        .then((res) => res.text())
-        .then((text) => {
-          const heap = metricValue(text, 'nodejs_heap_size_used_bytes');
-          const rss = metricValue(text, 'process_resident_memory_bytes');
-          if (heap === undefined || rss === undefined || seg !== segment) return;
-          memory.push({
-            sinceStartMs: since,
-            segment: seg,
-            heapUsedMb: heap / 2 ** 20,
-            rssMb: rss / 2 ** 20,
-          });
-        })
-        .catch(() => undefined); // down for a restart
-      disk.push({
-        t: round((Date.now() - startedAt) / 1000),
-        mb: dataDirBytes(gw.dataDir) / 2 ** 20,
+      gws.forEach((g, i) => {
+        const life = lifetimes[i]!;
+        const segment = `g${i}.${life.n}`;
+        const since = Date.now() - life.since;
+        fetch(`${g.httpUrl}/metrics`)
+          .then((res) => res.text())
+          .then((text) => {
+            const heap = metricValue(text, 'nodejs_heap_size_used_bytes');
+            const rss = metricValue(text, 'process_resident_memory_bytes');
+            // A sample that straddles a restart belongs to neither lifetime.
+            if (heap === undefined || rss === undefined || segment !== `g${i}.${life.n}`) return;
+            memory.push({
+              sinceStartMs: since,
+              segment,
+              heapUsedMb: heap / 2 ** 20,
+              rssMb: rss / 2 ** 20,
+            });
+          })
+          .catch(() => undefined); // down for a restart
       });
+      const bytes = dataDirs.reduce((a, d) => a + dataDirBytes(d), 0);
+      disk.push({ t: round((Date.now() - startedAt) / 1000), mb: bytes / 2 ** 20 });
     }, SAMPLE_MS);
     const sims = startFleet(
       target,
@@ -195,7 +221,10 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
 
     // Commands at commandRate/s to vehicles spread over the fleet, for the whole run.
     const perSim = sims.map((s) => s.spec.vehicles);
+    // Each vehicle's commands go to its own gateway's API (with separate SQLite stores, only it knows them).
+    const apiOf = sims.map((s) => gws[target.endpoints.indexOf(s.spec.target)]!);
     const accepted: string[] = [];
+    const acceptedBy = new Map<string, (typeof gws)[number]>();
     let refused = 0;
     let posts = 0;
     let inflight = 0;
@@ -205,22 +234,31 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       const vehicle = `B${simIdx}-${String(n).padStart(6, '0')}`;
       posts++;
       inflight++;
-      fetch(`${http}/api/v1/vehicles/${vehicle}/commands`, {
+      const api = apiOf[simIdx]!;
+      fetch(`${api.httpUrl}/api/v1/vehicles/${vehicle}/commands`, {
         method: 'POST',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'door.lock', params: { n: posts }, ttlMs: COMMAND_TTL_MS }),
       })
         .then(async (res) => {
           const body = (await res.json()) as { id?: string };
-          if (res.status === 202 && body.id !== undefined) accepted.push(body.id);
-          else refused++;
+          if (res.status === 202 && body.id !== undefined) {
+            accepted.push(body.id);
+            acceptedBy.set(body.id, api);
+          } else refused++;
         })
         .catch(() => refused++) // the gateway is restarting: not accepted, so nothing to check
         .finally(() => inflight--);
     };
 
-    const kills: { atSeconds: number; restartSeconds: number; allBackSeconds: number | null }[] =
-      [];
+    // Crashes go round: each gateway in turn, then the Redis they share (--store redis).
+    const victims = [...gws.map((_, i) => i), ...(redis === undefined ? [] : ['redis' as const])];
+    const kills: {
+      victim: string;
+      atSeconds: number;
+      restartSeconds: number;
+      allBackSeconds: number | null;
+    }[] = [];
     let recovered = true;
     const runStart = Date.now();
     let nextKill = killEveryMs > 0 ? runStart + killEveryMs : Infinity;
@@ -234,20 +272,34 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
         due++;
       }
       if (Date.now() >= nextKill && durationMs - elapsed > 60_000) {
+        const victim = victims[kills.length % victims.length]!;
         const killAt = Date.now();
-        await crashAndRestart(target, gw);
-        segment++;
-        segmentStart = Date.now();
+        if (victim === 'redis') {
+          const oldPid = redis!.pid();
+          await redis!.kill();
+          target.group.remove(oldPid);
+          await redis!.restart(); // same port and AOF: what was acked must be there
+          target.group.add(redis!.pid());
+        } else {
+          await crashAndRestart(target, gws[victim]!);
+          lifetimes[victim] = { n: lifetimes[victim]!.n + 1, since: Date.now() };
+        }
         const readyAt = Date.now();
+        let ready = false;
         const back = await waitFor(() => {
+          if (!ready) {
+            void allReady(gws).then((r) => (ready = r));
+            return false;
+          }
           const latest = sims.map((s) => s.progress[s.progress.length - 1]);
           return (
             latest.every((p) => (p?.at ?? 0) > readyAt) &&
             latest.reduce((a, p) => a + (p?.connected ?? 0), 0) >= vehicles
           );
-        }, 90_000);
+        }, 120_000);
         if (!back) recovered = false;
         kills.push({
+          victim: victim === 'redis' ? 'redis' : `gateway ${victim}`,
           atSeconds: round((killAt - startedAt) / 1000),
           restartSeconds: round((readyAt - killAt) / 1000, 2),
           allBackSeconds: back ? round((Date.now() - killAt) / 1000, 1) : null,
@@ -291,7 +343,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
         await Promise.all(
           ids.slice(i, i + 32).map(async (id) => {
             try {
-              const r = await gw.api('GET', `/api/v1/commands/${id}`);
+              const r = await acceptedBy.get(id)!.api('GET', `/api/v1/commands/${id}`);
               statuses.set(id, r.status === 200 ? (r.body as { status: string }).status : 'lost');
             } catch {
               // retried next round
@@ -352,6 +404,8 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       startedAt: rec.startedAt,
       params: {
         vehicles,
+        gateways: gws.length,
+        store: redis === undefined ? 'sqlite' : 'redis',
         rate,
         durationMs,
         killEveryMs,

@@ -13,7 +13,12 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
   const notes: string[] = [];
   if (o.target !== undefined)
     throw new Error('storm restarts the gateway: run it without --target');
-  const target = await openTarget({ target: undefined, shards: 1, gatewayFlags: o.gatewayFlags });
+  const target = await openTarget({
+    target: undefined,
+    shards: 1,
+    gatewayFlags: o.gatewayFlags,
+    store: o.store,
+  });
   const gw = target.gateways[0]!;
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);

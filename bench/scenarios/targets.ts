@@ -15,6 +15,7 @@ import {
   type Progress,
   type SimSpec,
 } from './common.js';
+import { startRedis, type RedisServer } from '../../test/helpers/redis.js';
 
 export interface Target {
   kind: 'vmcp' | 'mqtt';
@@ -30,6 +31,8 @@ export interface Target {
   group: ProcGroup;
   /** Gateways this bench started (restartable for the reconnect storm). */
   gateways: GatewayProc[];
+  /** The redis-server this bench started for its gateways (--store redis). */
+  redis?: RedisServer;
   close(): Promise<void>;
 }
 
@@ -40,6 +43,8 @@ export interface TargetOptions {
   shards: number;
   /** Extra `vmcp serve` flags (e.g. --store-sync normal). */
   gatewayFlags: string[];
+  /** The started gateways' store: SQLite each (default), or one Redis they share, started here. */
+  store?: 'sqlite' | 'redis' | undefined;
   cpuProfDir?: string | undefined;
   /** --target-pid: the external target's pid for CPU sampling. */
   targetPid?: number | undefined;
@@ -158,34 +163,49 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
     };
   }
   const gateways: GatewayProc[] = [];
+  let redis: RedisServer | undefined;
   try {
+    let flags = o.gatewayFlags;
+    if (o.store === 'redis') {
+      // AOF with fsync always (what acks rely on); a restart may load a big AOF: up to 5 minutes.
+      redis = await startRedis({ startTimeoutMs: 300_000 });
+      group.add(redis.pid());
+      flags = [...flags, '--store', 'redis', '--redis-url', redis.url];
+    }
     for (let i = 0; i < o.shards; i++) {
-      const g = new GatewayProc({
-        flags: o.gatewayFlags,
-        cpuProfDir: o.cpuProfDir,
-      });
+      const g = new GatewayProc({ flags, cpuProfDir: o.cpuProfDir });
       await g.start();
       gateways.push(g);
       group.add(g.pid);
     }
   } catch (err) {
     for (const g of gateways) await g.stop();
+    await redis?.stop();
     throw err;
   }
   const sync = o.gatewayFlags.includes('normal') ? 'normal' : 'full';
+  const store = redis === undefined ? `store-sync ${sync}` : 'redis, AOF fsync always';
+  const id =
+    redis === undefined
+      ? o.shards > 1
+        ? `gateway-x${o.shards}`
+        : `gateway-${sync}`
+      : `gateway-x${o.shards}-redis`;
   return {
     kind: 'vmcp',
-    name: `vmcp gateway ×${o.shards} (store-sync ${sync})`,
-    id: o.shards > 1 ? `gateway-x${o.shards}` : `gateway-${sync}`,
+    name: `vmcp gateway ×${o.shards} (${store})`,
+    id,
     endpoints: gateways.map((g) => `127.0.0.1:${g.port}`),
     http: gateways.map((g) => g.httpUrl),
     group,
     gateways,
+    ...(redis === undefined ? {} : { redis }),
     async close() {
       for (const g of gateways) {
         await g.stop();
         g.cleanup();
       }
+      await redis?.stop();
     },
   };
 }

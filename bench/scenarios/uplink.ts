@@ -193,6 +193,7 @@ export async function uplink(ctx: ScenarioContext): Promise<ScenarioResult> {
     target: o.target,
     shards: o.target === undefined ? o.gateways : 1,
     gatewayFlags: o.gatewayFlags,
+    store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
     cpuProfDir: o.cpuProf ? ctx.profileDir : undefined,
@@ -229,6 +230,7 @@ export async function overload(ctx: ScenarioContext): Promise<ScenarioResult> {
   const target = await openTarget({
     target: undefined,
     shards: 1,
+    store: o.store,
     gatewayFlags: [
       ...o.gatewayFlags,
       '--uplink-rate-per-sec',

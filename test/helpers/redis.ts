@@ -27,6 +27,8 @@ export interface RedisServer {
   restart(): Promise<void>;
   /** The server's stderr/stdout so far, for failure messages. */
   output(): string;
+  /** The running process's pid (undefined while stopped). */
+  pid(): number | undefined;
 }
 
 export interface RedisCluster {
@@ -43,6 +45,8 @@ export interface StartRedisOptions {
   args?: string[];
   /** An existing data dir to use (kept on stop); a new temp dir otherwise (removed on stop). */
   dir?: string;
+  /** How long a start may take before it is given up (default 15 s; loading a big AOF takes longer). */
+  startTimeoutMs?: number;
 }
 
 /** A port that was free a moment ago: listen on port 0 and close. Never 6379. */
@@ -142,7 +146,7 @@ async function launch(
   child.stderr!.on('data', collect);
   let spawnError: Error | undefined;
   child.on('error', (err) => (spawnError = err));
-  const deadline = Date.now() + START_TIMEOUT_MS;
+  const deadline = Date.now() + (opts.startTimeoutMs ?? START_TIMEOUT_MS);
   while (Date.now() < deadline) {
     if (spawnError !== undefined) throw spawnError;
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -196,6 +200,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     port,
     dir,
     output: () => log.text,
+    pid: () => current?.pid,
     stop: async () => {
       await halt('SIGTERM');
       if (ownDir && !removed) {

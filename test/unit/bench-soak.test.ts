@@ -11,7 +11,7 @@ import {
 const MIN = 60_000;
 
 /** Samples every 10 s for `minutes`: a live heap of `live(t)` MB plus garbage that a GC clears every 90 s. */
-function sawTooth(segment: number, minutes: number, live: (t: number) => number): MemorySample[] {
+function sawTooth(segment: string, minutes: number, live: (t: number) => number): MemorySample[] {
   const out: MemorySample[] = [];
   for (let t = 0; t < minutes * MIN; t += 10_000)
     out.push({
@@ -28,10 +28,10 @@ const windows = { warmupMs: 2 * MIN, windowMs: 5 * MIN };
 describe('memoryTrend', () => {
   it('reads a flat live heap as flat however tall the saw-tooth', () => {
     const [t] = memoryTrend(
-      sawTooth(0, 32, () => 60),
+      sawTooth('g0.0', 32, () => 60),
       windows,
     );
-    expect(t!.segment).toBe(0);
+    expect(t!.segment).toBe('g0.0');
     expect(t!.minutes).toBe(25); // windows 0…5 after the warm-up: first and last are 25 min apart
     expect(t!.firstHeapMb).toBe(60);
     expect(t!.lastHeapMb).toBe(60);
@@ -41,7 +41,7 @@ describe('memoryTrend', () => {
   it('measures a steady leak per hour from the first and last windows', () => {
     // 1 MB a minute: 60 MB/h.
     const [t] = memoryTrend(
-      sawTooth(0, 32, (ms) => 60 + ms / MIN),
+      sawTooth('g0.0', 32, (ms) => 60 + ms / MIN),
       windows,
     );
     expect(t!.heapGrowthMbPerHour).toBeGreaterThan(55);
@@ -51,19 +51,19 @@ describe('memoryTrend', () => {
 
   it('keeps each gateway lifetime apart and skips one too short for two windows', () => {
     const samples = [
-      ...sawTooth(0, 20, () => 60),
-      ...sawTooth(1, 6, () => 500), // 4 min after the warm-up: one window
-      ...sawTooth(2, 20, () => 70),
+      ...sawTooth('g0.0', 20, () => 60),
+      ...sawTooth('g0.1', 6, () => 500), // 4 min after the warm-up: one window
+      ...sawTooth('g0.2', 20, () => 70),
     ];
     const trends = memoryTrend(samples, windows);
-    expect(trends.map((t) => t.segment)).toEqual([0, 2]);
+    expect(trends.map((t) => t.segment)).toEqual(['g0.0', 'g0.2']);
     expect(trends[1]!.firstHeapMb).toBe(70);
     expect(trends.every((t) => t.heapGrowthMbPerHour === 0)).toBe(true);
   });
 
   it('ignores the warm-up, when the fleet connects and caches fill', () => {
     const ramp = (ms: number): number => (ms < 2 * MIN ? 10 + (ms / MIN) * 100 : 210);
-    const [t] = memoryTrend(sawTooth(0, 20, ramp), windows);
+    const [t] = memoryTrend(sawTooth('g0.0', 20, ramp), windows);
     expect(t!.heapGrowthMbPerHour).toBe(0);
   });
 });
@@ -76,7 +76,7 @@ describe('soakFailures', () => {
     commandsNotSucceeded: 0,
     recovered: true,
     trends: memoryTrend(
-      sawTooth(0, 32, () => 60),
+      sawTooth('g0.0', 32, () => 60),
       windows,
     ),
   };
@@ -102,13 +102,13 @@ describe('soakFailures', () => {
   it('fails a heap growing past the limit over ten minutes or more, not over a short segment', () => {
     const leak = (ms: number): number =>
       60 + ((HEAP_GROWTH_LIMIT_MB_PER_HOUR * 2) / 60) * (ms / MIN);
-    const long = memoryTrend(sawTooth(0, 32, leak), windows);
+    const long = memoryTrend(sawTooth('g0.0', 32, leak), windows);
     expect(long[0]!.heapGrowthMbPerHour).toBeGreaterThan(35);
     expect(long[0]!.heapGrowthMbPerHour).toBeLessThan(45);
     expect(soakFailures({ ...ok, trends: long })).toEqual([
-      `heap grew ${long[0]!.heapGrowthMbPerHour} MB/h in segment 0 (limit 20)`,
+      `heap grew ${long[0]!.heapGrowthMbPerHour} MB/h in segment g0.0 (limit 20)`,
     ]);
-    const short = memoryTrend(sawTooth(0, 8, leak), windows); // 5 min between its two windows
+    const short = memoryTrend(sawTooth('g0.0', 8, leak), windows); // 5 min between its two windows
     expect(short[0]!.minutes).toBe(5);
     expect(soakFailures({ ...ok, trends: short })).toEqual([]);
   });
