@@ -57,6 +57,8 @@ Options:
   --gateway-flag=F      extra 'vmcp serve' flags as a comma list: --gateway-flag=--commit-interval-ms,1
   --versus T --pairs K  compare: the peer target (as --target) and the number of pairs
   --kill-every D --command-rate C   soak: crash interval (default none), commands/s (default 10)
+  --verify-budget D     how long the simulators' store check may take (default 3m; soak 20m):
+                        a long history read from a cold page cache costs a disk read per record
 `;
 
 const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult>> = {
@@ -112,6 +114,7 @@ function options(flags: Record<string, string | true>): BenchOptions {
     versus: s('versus'),
     pairs: n('pairs'),
     killEveryMs: d('killEvery'),
+    verifyBudgetMs: d('verifyBudget'),
     commandRate: n('commandRate'),
   };
 }

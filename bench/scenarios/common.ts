@@ -333,6 +333,8 @@ export interface SimSpec {
   verifyHttp?: string;
   subscriber?: boolean;
   commandTtlMs?: number;
+  /** The simulator's --verify-budget (ms); its default (3 minutes) when undefined. */
+  verifyBudgetMs?: number;
   extra?: string[];
 }
 
@@ -379,6 +381,9 @@ export class SimProc {
         ...(spec.sources !== undefined ? ['--sources', spec.sources] : []),
         ...(spec.verifyHttp !== undefined
           ? ['--verify', '--http', spec.verifyHttp, '--admin-token', ADMIN_TOKEN]
+          : []),
+        ...(spec.verifyBudgetMs !== undefined
+          ? ['--verify-budget', `${spec.verifyBudgetMs}ms`]
           : []),
         ...(spec.commandTtlMs !== undefined ? ['--command-ttl', `${spec.commandTtlMs}ms`] : []),
         ...(spec.extra ?? []),

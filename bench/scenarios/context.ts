@@ -29,6 +29,8 @@ export interface BenchOptions {
   pairs?: number | undefined;
   /** soak: SIGKILL and restart the gateway this often (0: never), and commands posted per second. */
   killEveryMs?: number | undefined;
+  /** The simulators' store check may take this long (--verify-budget; soak default 20 minutes). */
+  verifyBudgetMs?: number | undefined;
   commandRate?: number | undefined;
 }
 

@@ -89,12 +89,16 @@ export function soakFailures(f: {
   lostAcked: number;
   disorder: number;
   storeChecked: boolean;
+  /** Vehicles the store check could not finish (its time budget, HTTP errors). */
+  storeUnchecked: number;
   commandsNotSucceeded: number;
   trends: readonly SegmentTrend[];
   recovered: boolean;
 }): string[] {
   const out: string[] = [];
   if (!f.storeChecked) out.push('store not checked');
+  else if (f.storeUnchecked > 0)
+    out.push(`store check incomplete: ${f.storeUnchecked} vehicles not checked`);
   if (f.lostAcked > 0) out.push(`${f.lostAcked} acked messages missing from the store`);
   if (f.disorder > 0) out.push(`${f.disorder} records out of order`);
   if (f.commandsNotSucceeded > 0)
@@ -211,6 +215,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
         ramp: o.ramp,
         verify: o.verify,
         commandTtlMs: COMMAND_TTL_MS,
+        verifyBudgetMs: o.verifyBudgetMs ?? 20 * 60_000,
       },
       simGroup,
       rec.onProgress,
@@ -369,6 +374,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       lostAcked: check.lostAcked,
       disorder: check.disorder,
       storeChecked: check.checked,
+      storeUnchecked: check.unchecked,
       commandsNotSucceeded: accepted.length - (byStatus.succeeded ?? 0),
       trends,
       recovered,

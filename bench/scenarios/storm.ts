@@ -102,6 +102,8 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
       errorKinds: errorKinds(summaries),
     };
     if (!check.checked) notes.push('store not checked (--no-verify)');
+    else if (!check.complete)
+      notes.push(`store check incomplete: ${check.unchecked} vehicles not checked`);
     notes.push(
       `gateway printed ${gw.outputLines} lines; last: ${gw.outputTail.slice(-3).join(' | ').slice(0, 600)}`,
     );

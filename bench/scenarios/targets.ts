@@ -220,6 +220,7 @@ export interface FleetSpec {
   procsPerShard?: number;
   verify?: boolean;
   commandTtlMs?: number;
+  verifyBudgetMs?: number;
   ramp?: number;
   extra?: string[];
   prefix?: string;
@@ -258,6 +259,7 @@ export function startFleet(
         verifyHttp: spec.verify === true ? target.http[shard] : undefined,
         subscriber: target.kind === 'mqtt' && n === 0,
         commandTtlMs: spec.commandTtlMs,
+        verifyBudgetMs: spec.verifyBudgetMs,
         extra: spec.extra,
       };
       const sim = new SimProc(s, onProgress);

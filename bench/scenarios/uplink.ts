@@ -21,7 +21,15 @@ interface StoreCheck {
   disorder: number;
   extra: number;
   records: number;
+  /** Vehicles whose check did not finish (the simulators' verify budget, HTTP errors). */
+  unchecked: number;
+  httpErrors: number;
+  /** How long the simulators' checks took, the slowest (ms). */
+  elapsedMs: number;
+  /** Some simulator checked the store (--no-verify: none). */
   checked: boolean;
+  /** Every vehicle of every simulator was checked. */
+  complete: boolean;
 }
 
 export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
@@ -31,18 +39,29 @@ export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
     disorder: 0,
     extra: 0,
     records: 0,
+    unchecked: 0,
+    httpErrors: 0,
+    elapsedMs: 0,
     checked: false,
+    complete: summaries.length > 0,
   };
   for (const s of summaries) {
-    const st = s.store as StoreCheck | undefined;
-    if (st === undefined) continue;
+    const st = s.store as Omit<StoreCheck, 'checked' | 'complete'> | undefined;
+    if (st === undefined) {
+      r.complete = false;
+      continue;
+    }
     r.checked = true;
     r.loss += st.loss;
     r.lostAcked += st.lostAcked;
     r.disorder += st.disorder;
     r.extra += st.extra;
     r.records += st.records;
+    r.unchecked += st.unchecked;
+    r.httpErrors += st.httpErrors;
+    r.elapsedMs = Math.max(r.elapsedMs, st.elapsedMs);
   }
+  if (r.unchecked > 0) r.complete = false;
   return r;
 }
 

@@ -29,6 +29,9 @@ terminal and a JSON summary on stdout at the end.
   --http URL               API base URL, e.g. http://127.0.0.1:8080 (registration, --verify)
   --secret-seed S          seed of the registration secrets (default vmcp-sim)
   --verify                 at the end, check sent/acked against the store through the API
+  --verify-budget D        time the check may take at most (default 3m); vehicles left over are
+                           reported unchecked. Reading a long history from a cold page cache costs
+                           about one disk read per record: give long runs more
   --id-prefix P            vehicle ids are P + 6 digits (default SIM-); distinct per sim process
   --first-index N          number of the first vehicle (default 0)
   --sources A-B            local source addresses, e.g. 127.0.0.1-127.0.0.50 (round-robin)
@@ -107,7 +110,7 @@ export function simOptions(argv: string[], env: NodeJS.ProcessEnv): SimOptions {
   if (flags.verify === true) {
     if (adminToken === undefined || http === undefined)
       throw new Error('--verify needs --admin-token (or VMCP_ADMIN_TOKEN) and --http');
-    verify = { httpUrl: http, adminToken };
+    verify = { httpUrl: http, adminToken, budgetMs: duration(flags, 'verifyBudget', 180_000) };
   }
   const idPrefix = str(flags, 'idPrefix') ?? SIM_DEFAULTS.idPrefix;
   if (!/^[A-Za-z0-9._:-]{0,50}$/.test(idPrefix))

@@ -45,7 +45,8 @@ export interface SimOptions {
   seed: number;
   progressMs: number;
   /** Check the summary against the store through the HTTP API at the end. */
-  verify: { httpUrl: string; adminToken: string } | undefined;
+  /** Check sent/acked against the store at the end, within budgetMs (default 3 minutes). */
+  verify: { httpUrl: string; adminToken: string; budgetMs?: number } | undefined;
 }
 
 export const SIM_DEFAULTS = {
@@ -380,7 +381,12 @@ export class SimFleet {
 
     const summary = this.summary(fd, elapsedMs, atEnd);
     if (opts.verify !== undefined) {
-      summary.store = await verifyFleet(this.vehicles, opts.verify, (t) => this.output.note?.(t));
+      summary.store = await verifyFleet(
+        this.vehicles,
+        opts.verify,
+        (t) => this.output.note?.(t),
+        opts.verify.budgetMs,
+      );
     }
     return summary;
   }

@@ -254,6 +254,18 @@ describe('simulator helpers', () => {
     expect(() => simOptions(['--vehicles', '5'], {})).toThrow(/jwt-secret/);
   });
 
+  it('gives the store check 3 minutes unless --verify-budget says otherwise', () => {
+    const base = ['--verify', '--http', 'http://127.0.0.1:8080', '--admin-token', 't'];
+    const env = { VMCP_JWT_SECRET: 's' };
+    expect(simOptions(base, env).verify).toEqual({
+      httpUrl: 'http://127.0.0.1:8080',
+      adminToken: 't',
+      budgetMs: 180_000,
+    });
+    expect(simOptions([...base, '--verify-budget', '20m'], env).verify?.budgetMs).toBe(1_200_000);
+    expect(() => simOptions([...base, '--verify-budget', 'soon'], env)).toThrow(/--verify-budget/);
+  });
+
   it('merges encoded histograms', () => {
     const a = new LatencyHistogram();
     const b = new LatencyHistogram();

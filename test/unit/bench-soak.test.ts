@@ -73,6 +73,7 @@ describe('soakFailures', () => {
     lostAcked: 0,
     disorder: 0,
     storeChecked: true,
+    storeUnchecked: 0,
     commandsNotSucceeded: 0,
     recovered: true,
     trends: memoryTrend(
@@ -94,6 +95,9 @@ describe('soakFailures', () => {
       '2 accepted commands without a succeeded result',
     ]);
     expect(soakFailures({ ...ok, storeChecked: false })).toEqual(['store not checked']);
+    expect(soakFailures({ ...ok, storeUnchecked: 2935 })).toEqual([
+      'store check incomplete: 2935 vehicles not checked',
+    ]);
     expect(soakFailures({ ...ok, recovered: false })).toEqual([
       'the fleet did not come back after a restart',
     ]);
