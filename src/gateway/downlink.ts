@@ -17,8 +17,11 @@ import type { Gateway } from './gateway.js';
 import { ScopeBit, type DownlinkState, type Session } from './session.js';
 import { isVmcpError } from '../errors.js';
 
+/** How long after a failed result write a command is sent again for its result (the store's probe period). */
+const RESULT_RETRY_MS = 1_000;
+
 function newState(): DownlinkState {
-  return { known: new Map(), queue: [], inflight: new Set() };
+  return { known: new Map(), queue: [], inflight: new Set(), recording: new Set() };
 }
 
 /** The session's downlink state, created on first use. */
@@ -277,24 +280,53 @@ export class Downlink {
     }
     const state = s.downlink;
     const row = state?.known.get(ack.seq);
-    if (state == null || row === undefined) return;
+    // A second ack while the first is being recorded is a repeat: the first final result counts.
+    if (state == null || row === undefined || state.recording.has(ack.seq)) return;
     if (ack.result === CommandResult.IN_PROGRESS) return;
     // 4.1: at EXPIRES_AT the command is expired, whatever arrives later (the sweep records it).
     if (row.expiresAt <= this.gw.clock.now()) return;
     const status: CommandStatus = RESULT_STATUS[ack.result]!;
     const result = parseResultPayload(ack.resultPayload);
-    this.forget(state, ack.seq);
     const now = this.gw.clock.now();
+    // The command keeps its window slot until its result is durable: if the write fails (store
+    // outage), the result would be lost and the command left `delivered` until it expires.
+    state.recording.add(ack.seq);
     void this.gw.store
       .transitionCommand(row.id, ['pending', 'delivered'], status, now, result)
       .then(
         (updated) => {
+          state.recording.delete(ack.seq);
+          this.forget(state, ack.seq);
           if (updated !== undefined) this.gw.commandChanged(updated);
+          this.pump(s);
         },
-        (err: unknown) =>
-          this.gw.logger.error({ err, commandId: row.id }, 'recording command result failed'),
+        (err: unknown) => {
+          state.recording.delete(ack.seq);
+          this.gw.logger.warn(
+            { err, commandId: row.id, vehicleId: s.vehicleId },
+            'recording a command result failed: the command is sent again for its result',
+          );
+          this.resendLater(s, row);
+        },
       );
-    this.pump(s);
+  }
+
+  /**
+   * Sends a command again after RESULT_RETRY_MS, for its result: a vehicle answers a seq it already
+   * executed with the recorded result, without running it again (4.2). Until then it keeps its
+   * window slot; a session that ended, or a command that expired or was answered meanwhile, is left.
+   */
+  private resendLater(s: Session, row: CommandRow): void {
+    setTimeout(() => {
+      const state = s.downlink;
+      if (s.state !== 'connected' || state == null || state.known.get(row.seq) !== row) return;
+      if (state.recording.has(row.seq)) return;
+      state.inflight.delete(row.seq);
+      let i = state.queue.length;
+      while (i > 0 && state.queue[i - 1]!.seq > row.seq) i--;
+      if (state.queue[i - 1] !== row) state.queue.splice(i, 0, row);
+      this.pump(s);
+    }, RESULT_RETRY_MS).unref();
   }
 
   private forget(state: DownlinkState, seq: number): void {

@@ -52,6 +52,8 @@ export interface DownlinkState {
   queue: CommandRow[];
   /** Seqs written and without a final result. */
   inflight: Set<number>;
+  /** Seqs whose final result (COMMAND_ACK) is being written to the store. */
+  recording: Set<number>;
 }
 
 const kSession = Symbol('vmcp.session');

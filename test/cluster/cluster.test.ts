@@ -297,4 +297,47 @@ describe('failures', () => {
     await eventually(async () => (await fetch(`${nodes[0]!.httpUrl}/readyz`)).status === 200);
     v.close();
   }, 60_000);
+
+  it('a command result that arrives while Redis is down is asked for again and recorded once it is back', async () => {
+    const id = 'VIN-CL-CMD-REDIS';
+    const { v } = await vehicleOn(nodes[1]!, id);
+    const posted = await api(nodes[1]!, 'POST', `/api/v1/vehicles/${id}/commands`, {
+      name: 'trunk.open',
+    });
+    expect(posted.status).toBe(202);
+    const cid = (posted.body as { id: string }).id;
+    const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
+    const ack = encodeCommandAck({
+      seq: cmd.seq,
+      result: CommandResult.SUCCEEDED,
+      resultPayload: new TextEncoder().encode('{"opened":true}'),
+    });
+    await redis.stop();
+    v.send(Cmd.COMMAND_ACK, ack);
+    // The result could not be recorded: the gateway sends the command again, which a vehicle answers
+    // with the result it recorded, without running it again (4.2).
+    let again = await v.nextDecoded<CommandMessage>(Cmd.COMMAND, 10_000);
+    await redis.restart();
+    const status = async (): Promise<{ status?: string; result?: unknown }> => {
+      try {
+        return (await api(nodes[0]!, 'GET', `/api/v1/commands/${cid}`)).body as {
+          status?: string;
+        };
+      } catch {
+        return {};
+      }
+    };
+    for (let round = 0; ; round++) {
+      expect(again.seq).toBe(cmd.seq);
+      v.send(Cmd.COMMAND_ACK, ack);
+      const recorded = await eventually(async () => (await status()).status === 'succeeded', 3_000)
+        .then(() => true)
+        .catch(() => false);
+      if (recorded) break;
+      expect(round).toBeLessThan(10);
+      again = await v.nextDecoded<CommandMessage>(Cmd.COMMAND, 10_000);
+    }
+    expect(await status()).toMatchObject({ status: 'succeeded', result: { opened: true } });
+    v.close();
+  }, 90_000);
 });
