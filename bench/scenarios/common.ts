@@ -1,7 +1,7 @@
 // Shared machinery of the load bench: child processes (gateway, simulators, brokers), /proc sampling
 // of CPU and RSS per process group, progress aggregation, and the JSON-lines output.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,9 +77,13 @@ export async function machine(): Promise<Record<string, unknown>> {
       cwd: ROOT,
       encoding: 'utf8',
     }).stdout.trim(),
+    // The newest file of dist/: tsc leaves a file it would write unchanged alone.
     distBuiltAt: (() => {
       try {
-        return statSync(join(ROOT, 'dist', 'cli', 'main.js')).mtime.toISOString();
+        let newest = 0;
+        for (const f of readdirSync(join(ROOT, 'dist'), { recursive: true, encoding: 'utf8' }))
+          newest = Math.max(newest, statSync(join(ROOT, 'dist', f)).mtimeMs);
+        return newest > 0 ? new Date(newest).toISOString() : null;
       } catch {
         return null;
       }
