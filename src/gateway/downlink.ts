@@ -17,7 +17,7 @@ import type { Gateway } from './gateway.js';
 import { ScopeBit, type DownlinkState, type Session } from './session.js';
 import { isVmcpError } from '../errors.js';
 
-/** How long after a failed result write a command is sent again for its result (the store's probe period). */
+/** How long after a failed write a command result is written again (the store's probe period). */
 const RESULT_RETRY_MS = 1_000;
 
 function newState(): DownlinkState {
@@ -287,46 +287,51 @@ export class Downlink {
     if (row.expiresAt <= this.gw.clock.now()) return;
     const status: CommandStatus = RESULT_STATUS[ack.result]!;
     const result = parseResultPayload(ack.resultPayload);
-    const now = this.gw.clock.now();
-    // The command keeps its window slot until its result is durable: if the write fails (store
-    // outage), the result would be lost and the command left `delivered` until it expires.
+    // The command keeps its window slot until its result is durable. A failed write (store outage)
+    // is retried: the vehicle finished the command and is not asked again within this session
+    // (4.1), so the result it sent is the only one there will be.
     state.recording.add(ack.seq);
-    void this.gw.store
-      .transitionCommand(row.id, ['pending', 'delivered'], status, now, result)
-      .then(
-        (updated) => {
-          state.recording.delete(ack.seq);
-          this.forget(state, ack.seq);
-          if (updated !== undefined) this.gw.commandChanged(updated);
-          this.pump(s);
-        },
-        (err: unknown) => {
-          state.recording.delete(ack.seq);
-          this.gw.logger.warn(
-            { err, commandId: row.id, vehicleId: s.vehicleId },
-            'recording a command result failed: the command is sent again for its result',
-          );
-          this.resendLater(s, row);
-        },
-      );
+    this.recordResult(s, state, row, status, result, this.gw.clock.now(), 0);
   }
 
   /**
-   * Sends a command again after RESULT_RETRY_MS, for its result: a vehicle answers a seq it already
-   * executed with the recorded result, without running it again (4.2). Until then it keeps its
-   * window slot; a session that ended, or a command that expired or was answered meanwhile, is left.
+   * Writes a command's final result; on a store failure, again every RESULT_RETRY_MS until it is
+   * written, the command is final already, or it expires (4.1: then it is `expired`, and the
+   * result is lost as if the vehicle had never answered).
    */
-  private resendLater(s: Session, row: CommandRow): void {
-    setTimeout(() => {
-      const state = s.downlink;
-      if (s.state !== 'connected' || state == null || state.known.get(row.seq) !== row) return;
-      if (state.recording.has(row.seq)) return;
-      state.inflight.delete(row.seq);
-      let i = state.queue.length;
-      while (i > 0 && state.queue[i - 1]!.seq > row.seq) i--;
-      if (state.queue[i - 1] !== row) state.queue.splice(i, 0, row);
+  private recordResult(
+    s: Session,
+    state: DownlinkState,
+    row: CommandRow,
+    status: CommandStatus,
+    result: unknown,
+    at: number,
+    attempt: number,
+  ): void {
+    const done = (updated: CommandRow | undefined): void => {
+      state.recording.delete(row.seq);
+      this.forget(state, row.seq);
+      if (updated !== undefined) this.gw.commandChanged(updated);
       this.pump(s);
-    }, RESULT_RETRY_MS).unref();
+    };
+    void this.gw.store
+      .transitionCommand(row.id, ['pending', 'delivered'], status, at, result)
+      .then(done, (err: unknown) => {
+        const expired = row.expiresAt <= this.gw.clock.now();
+        if (attempt === 0 || expired)
+          this.gw.logger.warn(
+            { err, commandId: row.id, vehicleId: s.vehicleId, attempt },
+            expired
+              ? 'command result not recorded before the command expired'
+              : 'recording a command result failed: retrying until the store answers',
+          );
+        if (expired) done(undefined);
+        else
+          setTimeout(
+            () => this.recordResult(s, state, row, status, result, at, attempt + 1),
+            RESULT_RETRY_MS,
+          ).unref();
+      });
   }
 
   private forget(state: DownlinkState, seq: number): void {

@@ -298,7 +298,7 @@ describe('failures', () => {
     v.close();
   }, 60_000);
 
-  it('a command result that arrives while Redis is down is asked for again and recorded once it is back', async () => {
+  it('a command result that arrives while Redis is down is kept and recorded once Redis is back, the command not sent again', async () => {
     const id = 'VIN-CL-CMD-REDIS';
     const { v } = await vehicleOn(nodes[1]!, id);
     const posted = await api(nodes[1]!, 'POST', `/api/v1/vehicles/${id}/commands`, {
@@ -307,16 +307,18 @@ describe('failures', () => {
     expect(posted.status).toBe(202);
     const cid = (posted.body as { id: string }).id;
     const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
-    const ack = encodeCommandAck({
-      seq: cmd.seq,
-      result: CommandResult.SUCCEEDED,
-      resultPayload: new TextEncoder().encode('{"opened":true}'),
-    });
     await redis.stop();
-    v.send(Cmd.COMMAND_ACK, ack);
-    // The result could not be recorded: the gateway sends the command again, which a vehicle answers
-    // with the result it recorded, without running it again (4.2).
-    let again = await v.nextDecoded<CommandMessage>(Cmd.COMMAND, 10_000);
+    v.send(
+      Cmd.COMMAND_ACK,
+      encodeCommandAck({
+        seq: cmd.seq,
+        result: CommandResult.SUCCEEDED,
+        resultPayload: new TextEncoder().encode('{"opened":true}'),
+      }),
+    );
+    // The write fails at least once (retried every second); within a session a command is sent
+    // once (4.1), so the vehicle is not asked again.
+    await expect(v.nextDecoded<CommandMessage>(Cmd.COMMAND, 2_500)).rejects.toThrow(/timed out/);
     await redis.restart();
     const status = async (): Promise<{ status?: string; result?: unknown }> => {
       try {
@@ -327,17 +329,8 @@ describe('failures', () => {
         return {};
       }
     };
-    for (let round = 0; ; round++) {
-      expect(again.seq).toBe(cmd.seq);
-      v.send(Cmd.COMMAND_ACK, ack);
-      const recorded = await eventually(async () => (await status()).status === 'succeeded', 3_000)
-        .then(() => true)
-        .catch(() => false);
-      if (recorded) break;
-      expect(round).toBeLessThan(10);
-      again = await v.nextDecoded<CommandMessage>(Cmd.COMMAND, 10_000);
-    }
+    await eventually(async () => (await status()).status === 'succeeded', 20_000);
     expect(await status()).toMatchObject({ status: 'succeeded', result: { opened: true } });
     v.close();
-  }, 90_000);
+  }, 60_000);
 });
