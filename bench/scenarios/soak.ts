@@ -7,7 +7,13 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADMIN_TOKEN, ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
-import { crashAndRestart, openTarget, startFleet, metricsUrls } from './targets.js';
+import {
+  crashAndRestart,
+  crashAndRestartRedis,
+  openTarget,
+  startFleet,
+  metricsUrls,
+} from './targets.js';
 import { errorKinds, storeCheck, sumUplink } from './uplink.js';
 
 /** One memory sample of a gateway process. A segment is one lifetime of one gateway: "g0.0" is gateway 0
@@ -228,8 +234,8 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
     const perSim = sims.map((s) => s.spec.vehicles);
     // Each vehicle's commands go to its own gateway's API (with separate SQLite stores, only it knows them).
     const apiOf = sims.map((s) => gws[target.endpoints.indexOf(s.spec.target)]!);
-    const accepted: string[] = [];
-    const acceptedBy = new Map<string, (typeof gws)[number]>();
+    /** Accepted command ids (202), in order, each with the gateway that accepted it. */
+    const accepted = new Map<string, (typeof gws)[number]>();
     let refused = 0;
     let posts = 0;
     let inflight = 0;
@@ -247,10 +253,8 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       })
         .then(async (res) => {
           const body = (await res.json()) as { id?: string };
-          if (res.status === 202 && body.id !== undefined) {
-            accepted.push(body.id);
-            acceptedBy.set(body.id, api);
-          } else refused++;
+          if (res.status === 202 && body.id !== undefined) accepted.set(body.id, api);
+          else refused++;
         })
         .catch(() => refused++) // the gateway is restarting: not accepted, so nothing to check
         .finally(() => inflight--);
@@ -279,13 +283,8 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       if (Date.now() >= nextKill && durationMs - elapsed > 60_000) {
         const victim = victims[kills.length % victims.length]!;
         const killAt = Date.now();
-        if (victim === 'redis') {
-          const oldPid = redis!.pid();
-          await redis!.kill();
-          target.group.remove(oldPid);
-          await redis!.restart(); // same port and AOF: what was acked must be there
-          target.group.add(redis!.pid());
-        } else {
+        if (victim === 'redis') await crashAndRestartRedis(target);
+        else {
           await crashAndRestart(target, gws[victim]!);
           lifetimes[victim] = { n: lifetimes[victim]!.n + 1, since: Date.now() };
         }
@@ -322,7 +321,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
           connected: connectedNow(sims),
           storedPerSec: row?.storedPerSec,
           p99: row?.p99,
-          commandsAccepted: accepted.length,
+          commandsAccepted: accepted.size,
           commandsRefused: refused,
           heapUsedMb: m === undefined ? null : round(m.heapUsedMb),
           rssMb: m === undefined ? null : round(m.rssMb),
@@ -337,7 +336,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
     // Every accepted command must reach its result (the vehicles answer SUCCEEDED); bounded wait.
     const statuses = new Map<string, string>();
     const unresolved = (): string[] =>
-      accepted.filter((id) => {
+      [...accepted.keys()].filter((id) => {
         const s = statuses.get(id);
         return s === undefined || s === 'pending' || s === 'delivered';
       });
@@ -348,7 +347,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
         await Promise.all(
           ids.slice(i, i + 32).map(async (id) => {
             try {
-              const r = await acceptedBy.get(id)!.api('GET', `/api/v1/commands/${id}`);
+              const r = await accepted.get(id)!.api('GET', `/api/v1/commands/${id}`);
               statuses.set(id, r.status === 200 ? (r.body as { status: string }).status : 'lost');
             } catch {
               // retried next round
@@ -359,7 +358,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       await sleep(2_000);
     }
     const byStatus: Record<string, number> = {};
-    for (const id of accepted) {
+    for (const id of accepted.keys()) {
       const s = statuses.get(id) ?? 'unknown';
       byStatus[s] = (byStatus[s] ?? 0) + 1;
     }
@@ -375,7 +374,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       disorder: check.disorder,
       storeChecked: check.checked,
       storeUnchecked: check.unchecked,
-      commandsNotSucceeded: accepted.length - (byStatus.succeeded ?? 0),
+      commandsNotSucceeded: accepted.size - (byStatus.succeeded ?? 0),
       trends,
       recovered,
     });
@@ -390,7 +389,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       resent: sumUplink(summaries, 'resent'),
       store: check,
       kills,
-      commands: { posted: posts, accepted: accepted.length, refused, byStatus },
+      commands: { posted: posts, accepted: accepted.size, refused, byStatus },
       commandsReceivedByVehicles: summaries.reduce(
         (a, s) => a + (s.downlink as { commands: number }).commands,
         0,

@@ -285,3 +285,15 @@ export async function crashAndRestart(target: Target, gw: GatewayProc): Promise<
   await gw.start();
   target.group.add(gw.pid);
 }
+
+/** A crash of the Redis the target's gateways share (--store redis): SIGKILL, then a restart on the
+ * same port and AOF, where everything acked must still be. */
+export async function crashAndRestartRedis(target: Target): Promise<void> {
+  const redis = target.redis;
+  if (redis === undefined) throw new Error('this target has no Redis of its own');
+  const oldPid = redis.pid();
+  await redis.kill();
+  target.group.remove(oldPid);
+  await redis.restart();
+  target.group.add(redis.pid());
+}

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 export const BENCH_HELP = `Usage: vmcp bench <scenario> [options]
 
 Runs a bounded load-benchmark scenario and writes JSON lines to stdout and an HTML report to
-bench/results/. Scenarios: connections, uplink, saturation, overload, storm, downlink, compare.
+bench/results/. Scenarios: connections, uplink, saturation, overload, storm, downlink, compare,
+soak.
 It runs bench/fleet.ts from a source checkout (npm install; npm run build first). Options:
 'vmcp bench <scenario> --help'; figures and commands: docs/benchmarks.md.
 `;

@@ -44,8 +44,7 @@ export interface SimOptions {
   commandTtlMs: number;
   seed: number;
   progressMs: number;
-  /** Check the summary against the store through the HTTP API at the end. */
-  /** Check sent/acked against the store at the end, within budgetMs (default 3 minutes). */
+  /** Check sent/acked against the store through the HTTP API at the end, within budgetMs (3 min). */
   verify: { httpUrl: string; adminToken: string; budgetMs?: number } | undefined;
 }
 
