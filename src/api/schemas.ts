@@ -41,8 +41,11 @@ export const LIST_DEFAULT_LIMIT = 100;
 export const LIST_MAX_LIMIT = 1000;
 export const SENSOR_TIMEOUT_DEFAULT_MS = 5_000;
 export const SENSOR_TIMEOUT_MAX_MS = 60_000;
-/** Registration secrets are hashed with a slow KDF: bound what one request can make it chew. */
-export const SECRET_MAX_LENGTH = 1024;
+/**
+ * Registration secrets: any a CREDENTIAL can carry (a CONNECT is at most 16,384 bytes by default,
+ * 1.2), and a bound on what one request hands the KDF.
+ */
+export const SECRET_MAX_LENGTH = 16_384;
 
 // ---- shared pieces ----
 
@@ -289,7 +292,10 @@ export const ROUTES = {
       additionalProperties: false,
       properties: {
         name: { type: 'string', minLength: 1, description: 'e.g. door.lock, horn.honk' },
-        params: { description: 'Any JSON value sent as PARAMS; omitted or null sends none' },
+        params: {
+          description:
+            'Any JSON value, sent as PARAMS in the JSON text of the request (whitespace between tokens dropped, numbers as written); omitted or null sends none',
+        },
         ttlMs: {
           type: 'integer',
           minimum: TTL_MIN_MS,

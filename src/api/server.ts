@@ -1,5 +1,6 @@
 // The HTTP API (PROTOCOL.md 9 and the extras of issue 3) on fastify. Routes, their validation and the
 // OpenAPI document all come from the one table in schemas.ts.
+import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import {
   LogController,
@@ -18,6 +19,7 @@ import { childTraceparent, parseTraceparent } from '../observability/trace.js';
 import { toHex } from '../protocol/bytes.js';
 import type { VehicleRow } from '../store/types.js';
 import { registerConsole } from './console.js';
+import { compactJson, memberText } from './raw-json.js';
 import { buildOpenApi, type OpenApiDocument } from './openapi.js';
 import {
   LIST_MAX_LIMIT,
@@ -133,6 +135,8 @@ function bearerChecker(adminToken: string): (header: string | undefined) => bool
 // ---- query and path coercion ----
 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** An integer in a path or query is decimal digits: `1e2`, `1.` or `0x10` stay text and fail (400). */
+const INTEGER = /^[+-]?\d+$/;
 
 /**
  * Query strings and path parameters arrive as text; the schemas say integer, boolean or array.
@@ -151,6 +155,7 @@ function coerceText(schema: ObjectSchema, obj: Record<string, unknown>): void {
 function coerceValue(prop: JsonSchema, v: unknown): unknown {
   switch (prop.type) {
     case 'integer':
+      return typeof v === 'string' && INTEGER.test(v) ? Number(v) : v;
     case 'number':
       return typeof v === 'string' && NUMBER.test(v) ? Number(v) : v;
     case 'boolean':
@@ -167,6 +172,15 @@ function coerceValue(prop: JsonSchema, v: unknown): unknown {
     default:
       return v;
   }
+}
+
+/** A lone surrogate (`"\\ud800"` in the JSON) has no UTF-8 form: NAME and CREDENTIAL are UTF-8. */
+function wellFormed(text: string, field: string): void {
+  if (/\p{Cs}/u.test(text))
+    throw new VmcpError(
+      'VMCP_ERR_HTTP_BAD_REQUEST',
+      `body/${field} is not valid Unicode (a lone surrogate)`,
+    );
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
@@ -192,12 +206,19 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
       const { status, body } = errorBody(err);
       void fail(reply, status, body.code, body.message);
     },
+    // Requests Node's parser refuses before any route is looked up. A method it does not know (FOO,
+    // BREW) is an unknown method: 404 not_found (9), like a known method on a path without it.
     clientErrorHandler: (err, socket) => {
-      if (socket.writable && !('code' in err && err.code === 'ECONNRESET')) {
-        const body = JSON.stringify({ code: 'bad_request', message: 'malformed HTTP request' });
+      const code = 'code' in err ? err.code : undefined;
+      if (socket.writable && code !== 'ECONNRESET') {
+        const [status, reason, body] =
+          code === 'HPE_INVALID_METHOD'
+            ? [404, 'Not Found', { code: 'not_found', message: 'unknown HTTP method' }]
+            : [400, 'Bad Request', { code: 'bad_request', message: 'malformed HTTP request' }];
+        const text = JSON.stringify(body);
         socket.end(
-          'HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n' +
-            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
         );
       }
       socket.destroy();
@@ -219,23 +240,33 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
   });
   const openapiText = JSON.stringify(openapi);
 
-  // A JSON parser that takes an empty body as no body (a POST without payload but with the header).
+  /** Each JSON request's body text, for what must reach the vehicle as written (params). */
+  const rawBodies = new WeakMap<FastifyRequest, string>();
+  // A JSON parser that takes an empty body as no body (a POST without payload but with the header),
+  // and refuses a body that is not UTF-8 (RFC 8259 8.1) instead of decoding it with U+FFFD in it.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser(
     'application/json',
-    { parseAs: 'string' },
+    { parseAs: 'buffer' },
     (req: FastifyRequest, body: string | Buffer, done) => {
+      if (typeof body !== 'string' && !isUtf8(body)) {
+        const err = new VmcpError('VMCP_ERR_HTTP_BAD_REQUEST', 'request body is not valid UTF-8');
+        return done(err, undefined);
+      }
       const text = typeof body === 'string' ? body : body.toString('utf8');
       if (text.trim() === '') return done(null, undefined);
+      rawBodies.set(req, text);
       jsonParser(req, text, done);
     },
   );
 
-  // /api/v1/* needs the admin token, unknown paths under it included (they answer 401 before 404).
+  // /api/v1/* needs the admin token, unknown paths under it included (they answer 401 before 404);
+  // other unknown paths (/api/v2/…, /api) are just unknown: 404.
   app.addHook('onRequest', async (req, reply) => {
     const url = req.routeOptions.url;
+    const path = req.url.split('?')[0]!;
     const protectedRoute =
-      url === undefined ? req.url.startsWith('/api/') || req.url === '/api' : authUrls.has(url);
+      url === undefined ? path === '/api/v1' || path.startsWith('/api/v1/') : authUrls.has(url);
     if (protectedRoute && !authorized(headerValue(req.headers.authorization))) {
       return fail(reply, 401, 'unauthorized', 'missing or wrong bearer token');
     }
@@ -295,9 +326,17 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
     async postCommand(req, reply) {
       const { id } = req.params as VehicleParams;
       const body = req.body as PostCommandBody;
-      const params = body.params ?? null;
-      const paramsText = params === null ? '' : JSON.stringify(params);
-      const size = commandSize(body.name, paramsText);
+      wellFormed(body.name, 'name');
+      // PARAMS is the client's own JSON text (compacted), not a re-serialisation of the parsed value.
+      const raw = rawBodies.get(req);
+      const rawParams = raw === undefined ? undefined : memberText(raw, 'params');
+      const paramsText =
+        body.params === undefined || body.params === null
+          ? null
+          : rawParams !== undefined
+            ? compactJson(rawParams)
+            : JSON.stringify(body.params);
+      const size = commandSize(body.name, paramsText ?? '');
       if (size > gw.config.maxMessageBytes) {
         throw new VmcpError(
           'VMCP_ERR_HTTP_BAD_REQUEST',
@@ -309,7 +348,7 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
         gw.downlink.post({
           vehicleId: id,
           name: body.name,
-          params,
+          paramsText,
           ttlMs: body.ttlMs ?? TTL_DEFAULT_MS,
           traceparent,
         }),
@@ -330,7 +369,7 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
 
     async getCommand(req) {
       const { id } = req.params as CommandParams;
-      const row = await viaStore(() => gw.store.getCommand(id));
+      const row = await viaStore(() => gw.downlink.current(id));
       if (row === undefined) throw new VmcpError('VMCP_ERR_COMMAND_NOT_FOUND');
       return commandJson(row);
     },
@@ -387,6 +426,7 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
 
     async addDevice(req, reply) {
       const body = req.body as AddDeviceBody;
+      wellFormed(body.secret, 'secret');
       const secretHash = await hashSecret(body.secret);
       const added = await viaStore(() =>
         gw.store.addDevice({
@@ -452,6 +492,8 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
     app.route({
       method: spec.method,
       url: spec.url,
+      // HEAD answers like GET without its body; a sensor read is not done for a HEAD (404).
+      exposeHeadRoute: name !== 'readSensor',
       schema,
       preValidation: async (req) => {
         if (params !== undefined) coerceText(params, req.params as Record<string, unknown>);

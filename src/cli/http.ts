@@ -100,6 +100,11 @@ export function parseCommandArgs(argv: readonly string[], spec: OptionSpec): Par
   };
 }
 
+/** A request body that is JSON text already, sent as is (numbers keep every digit). */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 export interface ApiClient {
   readonly baseUrl: string;
   /** Sends a JSON request; resolves with the parsed body of a 2xx answer, else throws ApiError. */
@@ -219,7 +224,7 @@ export function createApiClient(args: ParsedArgs, env: NodeJS.ProcessEnv = proce
         body === undefined
           ? { accept: 'application/json' }
           : { accept: 'application/json', 'content-type': 'application/json' },
-        body === undefined ? undefined : JSON.stringify(body),
+        body === undefined ? undefined : body instanceof RawJson ? body.text : JSON.stringify(body),
         signal,
       );
       const parsed = await readBody(res);

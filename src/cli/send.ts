@@ -6,6 +6,7 @@ import {
   CONNECTION_HELP,
   UsageError,
   createApiClient,
+  RawJson,
   encodeId,
   parseCommandArgs,
   runCommand,
@@ -95,10 +96,10 @@ export async function send(argv: string[], out: Out, err: Out): Promise<number> 
     if (!isValidVehicleId(vin))
       throw new UsageError(`VIN must match [A-Za-z0-9._:-]{1,64}, got ${JSON.stringify(vin)}`);
     if (name === '') throw new UsageError('NAME must not be empty');
-    let params: unknown;
-    if (args.values.params !== undefined) {
+    const params = args.values.params;
+    if (params !== undefined) {
       try {
-        params = JSON.parse(args.values.params) as unknown;
+        JSON.parse(params);
       } catch (e) {
         throw new UsageError(`--params is not valid JSON: ${(e as Error).message}`);
       }
@@ -112,9 +113,11 @@ export async function send(argv: string[], out: Out, err: Out): Promise<number> 
       throw new UsageError('--timeout only applies with --wait');
 
     const api = createApiClient(args);
-    const body: Record<string, unknown> = { name };
-    if (params !== undefined) body.params = params;
-    if (ttlMs !== undefined) body.ttlMs = ttlMs;
+    // --params goes in as written: the gateway sends the vehicle the JSON text it was given.
+    const members = [`"name":${JSON.stringify(name)}`];
+    if (params !== undefined) members.push(`"params":${params}`);
+    if (ttlMs !== undefined) members.push(`"ttlMs":${ttlMs}`);
+    const body = new RawJson(`{${members.join(',')}}`);
     const accepted = await api.request('POST', `/api/v1/vehicles/${encodeId(vin)}/commands`, body);
     if (!wait) {
       out(`${JSON.stringify(accepted)}\n`);

@@ -100,7 +100,7 @@ export const DEFAULTS: Readonly<GatewayConfig> = Object.freeze({
   badFrameLimit: 16, // 1.1: the 16th bad frame in the window closes
   garbageByteLimit: 4_096, // 1.1: the 4,096th garbage byte in the window closes
   badInputWindowMs: 60_000,
-  authFailureLimit: 30, // failed authentications per source address per window before SERVER_BUSY
+  authFailureLimit: 30, // failed CREDENTIALs per source address per window before SERVER_BUSY for CREDENTIALs
   authFailureWindowMs: 60_000,
   commandWindow: 8, // 4.1: commands sent and without a final result at once
   tokenTtlMs: 24 * 3600_000, // 2.3: lifetime of a token issued at registration
@@ -179,7 +179,7 @@ export const SETTINGS: readonly Setting[] = [
     min: 1_000,
     max: 3_600_000,
   }),
-  S('authFailureLimit', 'int', 'failed authentications per address per window', {
+  S('authFailureLimit', 'int', 'failed CREDENTIALs per address per window (tokens exempt)', {
     min: 1,
     max: 10_000_000,
   }),

@@ -10,6 +10,7 @@ import {
   decodeUtf8,
   encodeCommand,
   encodeSensorRead,
+  readU32,
   toHex,
 } from '../protocol/index.js';
 import { RESULT_STATUS, type CommandRow, type CommandStatus } from '../store/types.js';
@@ -17,8 +18,18 @@ import type { Gateway } from './gateway.js';
 import { ScopeBit, type DownlinkState, type Session } from './session.js';
 import { isVmcpError } from '../errors.js';
 
+/** Statuses of a command that is neither final nor expired. */
+const OPEN: ReadonlySet<CommandStatus> = new Set<CommandStatus>(['pending', 'delivered']);
+
 /** How long after a failed write a command result is written again (the store's probe period). */
 const RESULT_RETRY_MS = 1_000;
+
+/** 9: a command that is no longer pending answers 409 command_delivered or command_final. */
+function notCancellable(status: CommandStatus): VmcpError {
+  return new VmcpError(
+    status === 'delivered' ? 'VMCP_ERR_COMMAND_DELIVERED' : 'VMCP_ERR_COMMAND_FINAL',
+  );
+}
 
 function newState(): DownlinkState {
   return { known: new Map(), queue: [], inflight: new Set(), recording: new Set() };
@@ -32,8 +43,8 @@ function stateOf(s: Session): DownlinkState {
 export interface PostCommand {
   vehicleId: string;
   name: string;
-  /** JSON value; undefined or null → no PARAMS TLV. */
-  params?: unknown;
+  /** JSON text sent as PARAMS (as the API client wrote it); null → no PARAMS TLV. */
+  paramsText: string | null;
   ttlMs: number;
   traceparent: string | null;
 }
@@ -60,7 +71,7 @@ export class Downlink {
       id: `cmd_${randomUUID()}`,
       vehicleId: req.vehicleId,
       name: req.name,
-      params: req.params === undefined || req.params === null ? null : JSON.stringify(req.params),
+      params: req.paramsText,
       createdAt: now,
       expiresAt: now + req.ttlMs,
       traceparent: req.traceparent,
@@ -95,20 +106,16 @@ export class Downlink {
 
   /** 9: only a pending command (never written to the vehicle) can be cancelled. */
   async cancel(id: string): Promise<CommandRow> {
-    const row = await this.gw.store.getCommand(id);
+    const row = await this.current(id);
     if (row === undefined) throw new VmcpError('VMCP_ERR_COMMAND_NOT_FOUND');
+    if (row.status !== 'pending') throw notCancellable(row.status);
     const s = this.gw.sessions.get(row.vehicleId);
     const state = s?.downlink;
     if (state != null && state.inflight.has(row.seq))
       throw new VmcpError('VMCP_ERR_COMMAND_DELIVERED');
     const now = this.gw.clock.now();
     const updated = await this.gw.store.transitionCommand(id, ['pending'], 'cancelled', now);
-    if (updated === undefined) {
-      const current = (await this.gw.store.getCommand(id))!;
-      throw new VmcpError(
-        current.status === 'delivered' ? 'VMCP_ERR_COMMAND_DELIVERED' : 'VMCP_ERR_COMMAND_FINAL',
-      );
-    }
+    if (updated === undefined) throw notCancellable((await this.gw.store.getCommand(id))!.status);
     if (state != null) this.forget(state, updated.seq);
     else if (this.gw.cluster !== undefined) {
       const owner = await this.gw.cluster.lookup(row.vehicleId).catch(() => undefined);
@@ -267,7 +274,9 @@ export class Downlink {
   /** COMMAND_ACK (4.2): the first final result counts; unknown, final or repeated acks are ignored. */
   onCommandAck(s: Session, data: Uint8Array): void {
     if ((s.scopes & ScopeBit.COMMAND) === 0) {
-      s.sendError(ErrorCode.FORBIDDEN, Cmd.COMMAND_ACK, 'command:receive scope required');
+      // 6: REF_SEQ whenever the message has a readable SEQ.
+      const seq = data.length >= 4 ? readU32(data, 0) : undefined;
+      s.sendError(ErrorCode.FORBIDDEN, Cmd.COMMAND_ACK, 'command:receive scope required', seq);
       return;
     }
     let ack;
@@ -341,20 +350,48 @@ export class Downlink {
     if (i >= 0) state.queue.splice(i, 1);
   }
 
-  /** The expiry sweep: open commands past EXPIRES_AT become `expired`; expiry frees a window slot. */
+  /** The expiry sweep: open commands past EXPIRES_AT become `expired` in the store. */
   async expire(now: number): Promise<void> {
     for (;;) {
       const rows = await this.gw.store.expireCommands(now, 500);
-      for (const row of rows) {
-        this.gw.commandChanged(row);
-        const s = this.gw.sessions.get(row.vehicleId);
-        if (s?.downlink != null) {
-          this.forget(s.downlink, row.seq);
-          this.pump(s);
-        }
-      }
+      for (const row of rows) this.gw.commandChanged(row);
       if (rows.length < 500) return;
     }
+  }
+
+  /**
+   * Expiry frees a window slot (4.1) on the node holding the vehicle, by its own clock: the store
+   * may have been marked by another node's sweep (cluster mode), or not yet (an outage). A result
+   * being recorded keeps its slot until recordResult gives up.
+   */
+  freeExpired(now: number): void {
+    for (const s of this.gw.sessions.values()) {
+      const state = s.downlink;
+      if (state == null || state.inflight.size === 0) continue;
+      let freed = false;
+      for (const seq of state.inflight) {
+        const row = state.known.get(seq);
+        if (row !== undefined && row.expiresAt <= now && !state.recording.has(seq)) {
+          this.forget(state, seq);
+          freed = true;
+        }
+      }
+      if (freed) this.pump(s);
+    }
+  }
+
+  /**
+   * A command as of now: one still open past its EXPIRES_AT is marked `expired` here rather than
+   * at the next sweep, so the API never shows it pending or lets it be cancelled (4.1, 9).
+   */
+  async current(id: string): Promise<CommandRow | undefined> {
+    const row = await this.gw.store.getCommand(id);
+    const now = this.gw.clock.now();
+    if (row === undefined || !OPEN.has(row.status) || row.expiresAt > now) return row;
+    const expired = await this.gw.store.transitionCommand(id, [...OPEN], 'expired', now);
+    if (expired === undefined) return this.gw.store.getCommand(id); // moved on meanwhile
+    this.gw.commandChanged(expired);
+    return expired;
   }
 
   // ---- sensor reads (4.3): live, unpersisted, correlated by TAG ----

@@ -252,6 +252,7 @@ export class Gateway {
         );
     }
     this.downlink.detach(s);
+    if (s.connectedAt !== 0) this.uplink.keepBucket(s);
     if (s.vehicleId !== '' && s.inflight > 0) {
       this.settling.set(s.vehicleId, s);
       void this.uplink.settle(s).then(() => {
@@ -359,8 +360,11 @@ export class Gateway {
     }
     if (!this.takeConnectToken(now))
       return this.refuse(s, ConnackStatus.SERVER_BUSY, 'connect rate', this.busyRetryMs());
+    // Guessing a registered secret is what the failure limit stops, and each CREDENTIAL costs a
+    // slow hash check: only CREDENTIAL attempts count and are refused. A token check is cheap (the
+    // connect rate bounds it), and vehicles behind one NAT address keep connecting with theirs.
     const ip = s.info.remoteAddress;
-    const failures = this.authFailures.get(ip);
+    const failures = msg.credential === undefined ? undefined : this.authFailures.get(ip);
     if (
       failures !== undefined &&
       now - failures.since < this.config.authFailureWindowMs &&
@@ -376,7 +380,8 @@ export class Gateway {
 
     const auth = await this.authenticate(s, msg);
     if (!auth.ok) {
-      if (auth.status === ConnackStatus.BAD_CREDENTIALS) this.countAuthFailure(ip);
+      if (auth.status === ConnackStatus.BAD_CREDENTIALS && msg.credential !== undefined)
+        this.countAuthFailure(ip);
       this.logger.info(
         { vehicleId: msg.vehicleId, remote: ip, status: auth.status, reason: auth.reason },
         'CONNECT refused',
@@ -584,14 +589,13 @@ export class Gateway {
       if (this.sessions.get(id) === s) this.sessions.delete(id);
       return;
     }
-    const cfg = this.config;
     s.scopes = scopeBits(auth.scopes);
     s.clientInfo = msg.clientInfo;
     s.authExpiresAt = auth.expiresAt === Infinity ? Infinity : auth.expiresAt + 30_000;
     s.uplinkDurable = vehicle.lastUplinkSeq;
     s.uplinkNext = vehicle.lastUplinkSeq + 1;
-    s.bucketTokens = cfg.uplinkBurst;
-    s.bucketAt = this.tickNow();
+    this.tickNow();
+    this.uplink.startBucket(s);
     await this.downlink.attach(s, msg.lastCommandSeq ?? 0, open);
     if (s.state !== 'connecting') {
       if (this.sessions.get(id) === s) this.sessions.delete(id);
@@ -659,9 +663,14 @@ export class Gateway {
       if (s.hasPartialFrame && now - s.lastByteAt >= cfg.frameTimeoutMs) s.expirePartialFrame();
       if (s.blockedSince !== 0) {
         s.drained();
-        if (s.blockedSince !== 0 && now - s.blockedSince >= cfg.drainTimeoutMs) {
+        // A closing session that does not drain is the linger's (closingSince) to destroy.
+        if (
+          s.blockedSince !== 0 &&
+          s.state !== 'closing' &&
+          now - s.blockedSince >= cfg.drainTimeoutMs
+        ) {
           this.metrics.disconnects.labels('drain_timeout').inc();
-          s.destroy('drain timeout');
+          s.slowConsumer('drain timeout');
         }
       }
     }
@@ -682,6 +691,8 @@ export class Gateway {
           this.storeFailed(err instanceof Error ? err : new Error(String(err)));
         }
       }
+      this.downlink.freeExpired(now);
+      this.uplink.pruneBuckets(now);
       if (this.storeUp) {
         await this.downlink.expire(now);
         // Every 10 s, or on the next tick while the last pass hit its cap (a backlog to catch up on).

@@ -136,12 +136,15 @@ export class Session implements FrameSink, MessageSink {
   nextReadTag = 0;
   queryChain: Promise<void> | null = null;
 
-  // Bad input (1.1): timestamps of recent bad frames, per-second garbage buckets.
+  // Bad input (1.1), over a sliding window: timestamps of recent bad frames; garbage as (time,
+  // count) pairs, flat, and their sum (at most garbageByteLimit pairs: each counts ≥ 1 byte).
   private badFrameTimes: number[] | null = null;
-  private garbageBuckets: Uint32Array | null = null;
-  private garbageSecond = 0;
+  private garbageLog: number[] | null = null;
+  private garbageInWindow = 0;
   private lastFrameErrorAt = -Infinity;
 
+  /** Ending because the peer does not read (slowConsumer): the output bound no longer applies. */
+  private ending = false;
   /** Since when writes have been refused by the stream (0 = not blocked). */
   blockedSince = 0;
   readPaused = false;
@@ -196,8 +199,15 @@ export class Session implements FrameSink, MessageSink {
 
   onFrame(cmdByte: number, data: Uint8Array): void {
     this.lastRxAt = this.gw.now;
-    // 2: the first complete valid frame must be (the first fragment of) a CONNECT.
-    if (this.state === 'connecting' && !this.connectStarted && (cmdByte & 0x7f) !== Cmd.CONNECT) {
+    // 2: the first complete valid frame must be (the first fragment of) a CONNECT. A frame that
+    // breaks a CONNECT run goes to the assembler first (1.2: ERROR INVALID_FRAME REF_CMD 0x10), and
+    // then, as a whole message, gets NOT_CONNECTED in onMessage.
+    if (
+      this.state === 'connecting' &&
+      !this.connectStarted &&
+      !this.assembler.inRun &&
+      (cmdByte & 0x7f) !== Cmd.CONNECT
+    ) {
       this.refuseNotConnected(cmdByte & 0x7f);
       return;
     }
@@ -270,21 +280,18 @@ export class Session implements FrameSink, MessageSink {
   onGarbage(count: number): void {
     this.gw.metrics.protocolErrors.labels('garbage').inc(count);
     const cfg = this.gw.config;
-    const seconds = Math.max(1, Math.ceil(cfg.badInputWindowMs / 1000));
-    const nowS = Math.floor(this.gw.now / 1000);
-    let buckets = this.garbageBuckets;
-    if (buckets === null) {
-      buckets = this.garbageBuckets = new Uint32Array(seconds);
-      this.garbageSecond = nowS;
+    const now = this.gw.now;
+    const log = (this.garbageLog ??= []);
+    let leave = 0;
+    while (leave < log.length && log[leave]! <= now - cfg.badInputWindowMs) {
+      this.garbageInWindow -= log[leave + 1]!;
+      leave += 2;
     }
-    // Advance the per-second ring, clearing seconds that left the window.
-    const gap = Math.min(nowS - this.garbageSecond, seconds);
-    for (let i = 1; i <= gap; i++) buckets[(this.garbageSecond + i) % seconds] = 0;
-    this.garbageSecond = nowS;
-    buckets[nowS % seconds]! += count;
-    let total = 0;
-    for (let i = 0; i < seconds; i++) total += buckets[i]!;
-    if (total >= cfg.garbageByteLimit) this.badInputLimit('garbage');
+    if (leave > 0) log.splice(0, leave);
+    if (log.length > 0 && log[log.length - 2] === now) log[log.length - 1]! += count;
+    else log.push(now, count);
+    this.garbageInWindow += count;
+    if (this.garbageInWindow >= cfg.garbageByteLimit) this.badInputLimit('garbage');
   }
 
   private countBadFrame(): void {
@@ -363,10 +370,20 @@ export class Session implements FrameSink, MessageSink {
       this.readPaused = true;
       this.stream.pause();
     }
-    if (pending > 4 * limit) {
+    if (pending > 4 * limit && !this.ending) {
       this.gw.metrics.disconnects.labels('slow_consumer').inc();
-      this.destroy('output buffer overflow');
+      this.slowConsumer('output buffer overflow');
     }
+  }
+
+  /**
+   * A peer that does not read its output: DISCONNECT OVERLOADED goes behind what it has not read
+   * (6: every close after CONNACK has one), then the connection ends; one that still does not read
+   * is destroyed after the linger (2 s).
+   */
+  slowConsumer(why: string): void {
+    this.ending = true;
+    this.disconnect(DisconnectReason.OVERLOADED, `slow consumer: ${why}`);
   }
 
   /** Called on 'drain' and by the sweep: once pending output is back under the limit, reading resumes. */

@@ -36,6 +36,11 @@ export class UplinkPipeline {
   private idleWaiters: (() => void)[] = [];
   /** performance.now() when the last commit started: commits start at most once per interval. */
   private lastCommitAt = -Infinity;
+  /**
+   * 3.2: the rate limit is per vehicle, so reconnecting does not refill it. Buckets of ended
+   * sessions that were short of full, by vehicle, until they refill (on this node).
+   */
+  private readonly endedBuckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(private readonly gw: Gateway) {}
 
@@ -83,6 +88,34 @@ export class UplinkPipeline {
       return AckStatus.THROTTLED;
     }
     return ADMIT;
+  }
+
+  /** A new session goes on from its vehicle's last bucket, refilled since; else a full one. */
+  startBucket(s: Session): void {
+    const kept = this.endedBuckets.get(s.vehicleId);
+    this.endedBuckets.delete(s.vehicleId);
+    s.bucketTokens = kept?.tokens ?? this.gw.config.uplinkBurst;
+    s.bucketAt = kept?.at ?? this.gw.now;
+  }
+
+  /** An accepted session ended: its bucket is kept until it has refilled (pruneBuckets). */
+  keepBucket(s: Session): void {
+    const cfg = this.gw.config;
+    const now = this.gw.now;
+    const tokens = Math.min(
+      cfg.uplinkBurst,
+      s.bucketTokens + ((now - s.bucketAt) * cfg.uplinkRatePerSec) / 1000,
+    );
+    if (tokens <= cfg.uplinkBurst - 1) this.endedBuckets.set(s.vehicleId, { tokens, at: now });
+  }
+
+  /** Forgets kept buckets that are full again (once a second). */
+  pruneBuckets(now: number): void {
+    const cfg = this.gw.config;
+    for (const [id, b] of this.endedBuckets) {
+      if (b.tokens + ((now - b.at) * cfg.uplinkRatePerSec) / 1000 >= cfg.uplinkBurst)
+        this.endedBuckets.delete(id);
+    }
   }
 
   private takeTokens(s: Session, samples: number): boolean {

@@ -4,7 +4,7 @@
 // vehicle's past (markSeen, appendUplink, command transitions).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
@@ -115,6 +115,18 @@ function expectError(res: LightMyRequestResponse, status: number, code: string):
   expect((body.message as string).length).toBeGreaterThan(0);
 }
 
+/** Sends raw bytes to a listening API and returns everything it answers before closing. */
+function rawHttp(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    const chunks: Buffer[] = [];
+    socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
 function postCommand(vehicleId: string, body: unknown, headers: Record<string, string> = AUTH) {
   return call('POST', `/api/v1/vehicles/${vehicleId}/commands`, body, headers);
 }
@@ -206,6 +218,13 @@ describe('authentication', () => {
     expectError(await call('GET', '/api/v1/nope'), 404, 'not_found');
   });
 
+  it.each(['/api', '/api/', '/api/v2/vehicles/V1', '/api/other', '/api/v10/vehicles', '/api/v1x'])(
+    'an unknown path outside /api/v1 (%s) is just unknown: 404 without a token',
+    async (url) => {
+      expectError(await call('GET', url, undefined, {}), 404, 'not_found');
+    },
+  );
+
   it('an empty admin token refuses every request', async () => {
     const c = await setup({}, { adminToken: '' });
     try {
@@ -246,6 +265,40 @@ describe('unknown routes and malformed requests', () => {
     ['GET', '/api/v1/vehicles/V1/sensors'],
   ] as [Method, string][])('%s %s → 404 not_found', async (method, url) => {
     expectError(await call(method, url), 404, 'not_found');
+  });
+
+  it('a method Node does not know (FOO, BREW) → 404 not_found on a real socket', async () => {
+    await ctx.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = ctx.app.server.address() as AddressInfo;
+    for (const method of ['FOO', 'BREW']) {
+      const raw = await rawHttp(port, `${method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+      expect(raw).toMatch(/^HTTP\/1\.1 404 /);
+      const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+      expect(body).toEqual({ code: 'not_found', message: 'unknown HTTP method' });
+    }
+    // Other malformed requests stay 400.
+    expect(await rawHttp(port, 'GET /healthz HTTP/9.9\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
+  it('HEAD does not start a sensor read: 404 not_found', async () => {
+    await ctx.store.markSeen('V1', Date.now());
+    const res = await call('HEAD', '/api/v1/vehicles/V1/sensors/1');
+    expect(res.statusCode).toBe(404);
+  });
+
+  it('a JSON body that is not UTF-8 → 400 bad_request, nothing queued', async () => {
+    const body = Buffer.concat([
+      Buffer.from('{"name":"door.lock'),
+      Buffer.of(0xff),
+      Buffer.from('"}'),
+    ]);
+    const res = await call('POST', '/api/v1/vehicles/V1/commands', body, {
+      ...AUTH,
+      'content-type': 'application/json',
+    });
+    expectError(res, 400, 'bad_request');
+    expect(json(res).message).toMatch(/UTF-8/);
+    expect(await ctx.store.openCommands('V1', Date.now())).toEqual([]);
   });
 
   it('a malformed URL → 400 bad_request', async () => {
@@ -329,6 +382,28 @@ describe('POST /api/v1/vehicles/{id}/commands', () => {
     expect((await ctx.store.getCommand(b.id as string))!.params).toBe('{"times":2}');
   });
 
+  it('PARAMS is the JSON text the client wrote, compacted: no digit or form lost to a re-serialisation', async () => {
+    const body =
+      '{"name":"config.set", "params": {"id": 12345678901234567890, "gain": 1.0,\n "huge": 1E400, "s": "a  b"},"params2":1}';
+    const res = await call('POST', '/api/v1/vehicles/V1/commands', body, {
+      ...AUTH,
+      'content-type': 'application/json',
+    });
+    expect(res.statusCode).toBe(202);
+    const row = (await ctx.store.getCommand(json(res).id as string))!;
+    expect(row.params).toBe('{"id":12345678901234567890,"gain":1.0,"huge":1E400,"s":"a  b"}');
+    // Repeated "params": the last counts, as in the parsed body. null still means no PARAMS.
+    const last = json(
+      await call('POST', '/api/v1/vehicles/V1/commands', '{"name":"x","params":1,"params":[2]}', {
+        ...AUTH,
+        'content-type': 'application/json',
+      }),
+    );
+    expect((await ctx.store.getCommand(last.id as string))!.params).toBe('[2]');
+    const none = json(await postCommand('V1', { name: 'x', params: null }));
+    expect((await ctx.store.getCommand(none.id as string))!.params).toBeNull();
+  });
+
   it('ttlMs defaults to 86,400,000 and sets EXPIRES_AT = accept time + ttlMs', async () => {
     const before = Date.now();
     const d = json(await postCommand('V1', { name: 'x' }));
@@ -354,6 +429,7 @@ describe('POST /api/v1/vehicles/{id}/commands', () => {
     ['name a number', { name: 5 }],
     ['name null', { name: null }],
     ['name an array', { name: ['door.lock'] }],
+    ['name with a lone surrogate', { name: 'door\ud800lock' }],
     ['ttlMs 0', { name: 'x', ttlMs: 0 }],
     ['ttlMs 604800001', { name: 'x', ttlMs: 604_800_001 }],
     ['ttlMs negative', { name: 'x', ttlMs: -5 }],
@@ -487,6 +563,29 @@ describe('GET /api/v1/commands/{id}', () => {
 
   it('an id longer than 128 characters → 400 bad_request', async () => {
     expectError(await call('GET', `/api/v1/commands/${'c'.repeat(129)}`), 400, 'bad_request');
+  });
+});
+
+describe('commands past EXPIRES_AT before the sweep marks them', () => {
+  // 4.1: at EXPIRES_AT a command is expired; the once-a-second sweep must not leave a window in
+  // which the API shows it open or lets it be cancelled.
+  it('GET shows it expired (and records it), DELETE → 409 command_final', async () => {
+    const pending = json(await postCommand('V1', { name: 'door.lock', ttlMs: 1 }));
+    const delivered = json(await postCommand('V1', { name: 'door.lock', ttlMs: 1 }));
+    await ctx.store.transitionCommand(delivered.id as string, ['pending'], 'delivered', Date.now());
+    await new Promise((r) => setTimeout(r, 5));
+    for (const d of [pending, delivered]) {
+      expect(json(await call('GET', `/api/v1/commands/${d.id as string}`)).status).toBe('expired');
+      expect((await ctx.store.getCommand(d.id as string))!.status).toBe('expired');
+    }
+    const other = json(await postCommand('V1', { name: 'door.lock', ttlMs: 1 }));
+    await new Promise((r) => setTimeout(r, 5));
+    expectError(
+      await call('DELETE', `/api/v1/commands/${other.id as string}`),
+      409,
+      'command_final',
+    );
+    expect((await ctx.store.getCommand(other.id as string))!.status).toBe('expired');
   });
 });
 
@@ -639,6 +738,8 @@ describe('GET /api/v1/vehicles/{id}/uplink', () => {
   it.each([
     'afterSeq=-1',
     'afterSeq=1.5',
+    'afterSeq=1e2',
+    'afterSeq=0x10',
     'afterSeq=abc',
     'afterSeq=',
     'afterSeq=1&afterSeq=2',
@@ -733,7 +834,11 @@ describe('GET /api/v1/vehicles/{id}/sensors/{channel}', () => {
     '256',
     '-1',
     '1.5',
+    '1e2',
+    '1.',
+    '0x10',
     'x',
+    '1?timeoutMs=1e3',
     '1?timeoutMs=0',
     '1?timeoutMs=60001',
     '1?timeoutMs=-5',
@@ -781,6 +886,14 @@ describe('devices', () => {
     expectError(await call('POST', '/api/v1/devices', device), 409, 'device_exists');
   });
 
+  it('accepts any secret a CREDENTIAL can carry (up to 16,384 characters)', async () => {
+    const secret = 's'.repeat(16_384);
+    expect(
+      (await call('POST', '/api/v1/devices', { id: 'D1', secret, scopes: [] })).statusCode,
+    ).toBe(201);
+    expect(await verifySecret(secret, (await ctx.store.getDevice('D1'))!.secretHash)).toBe(true);
+  });
+
   it('accepts an empty scope list and every known scope, duplicates folded', async () => {
     expect(
       (await call('POST', '/api/v1/devices', { id: 'D1', secret: 'x', scopes: [] })).statusCode,
@@ -805,7 +918,8 @@ describe('devices', () => {
     ['secret missing', { id: 'D1', scopes: [] }],
     ['secret empty', { id: 'D1', secret: '', scopes: [] }],
     ['secret a number', { id: 'D1', secret: 1234, scopes: [] }],
-    ['secret too long', { id: 'D1', secret: 'x'.repeat(1025), scopes: [] }],
+    ['secret too long', { id: 'D1', secret: 'x'.repeat(16_385), scopes: [] }],
+    ['secret with a lone surrogate', { id: 'D1', secret: 'a\ud800b', scopes: [] }],
     ['scopes missing', { id: 'D1', secret: 'x' }],
     ['scopes a string', { id: 'D1', secret: 'x', scopes: 'telemetry:publish' }],
     [

@@ -259,7 +259,7 @@ describe('vmcp send', () => {
       id,
       'door.lock',
       '--params',
-      '{"all":true}',
+      '{"all": true, "id": 12345678901234567890}',
       '--ttl',
       '1h',
       ...conn,
@@ -273,7 +273,8 @@ describe('vmcp send', () => {
       seq: 1,
       commandId: accepted.id,
       name: 'door.lock',
-      params: '{"all":true}',
+      // As written, compacted: a number past 2^53 keeps every digit.
+      params: '{"all":true,"id":12345678901234567890}',
     });
     expect(cmd.expiresAt).toBeLessThanOrEqual(Date.now() + 3600_000);
     expect(cmd.expiresAt).toBeGreaterThan(Date.now() + 3500_000);

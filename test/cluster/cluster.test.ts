@@ -223,6 +223,36 @@ describe('downlink across nodes', () => {
       DisconnectReason.KICKED,
     );
   });
+
+  it('expiry frees window slots on the node holding the vehicle, whichever node marked the commands expired', async () => {
+    // 4.1: at most 8 sent without a final result; expiry frees a slot. Every node sweeps the shared
+    // expiry index, so the node that writes `expired` is usually not the vehicle's.
+    const id = 'VIN-CL-EXPIRY';
+    const { v } = await vehicleOn(nodes[2]!, id);
+    const post = async (ttlMs: number) => {
+      const res = await api(nodes[0]!, 'POST', `/api/v1/vehicles/${id}/commands`, {
+        name: 'horn.honk',
+        ttlMs,
+      });
+      expect(res.status).toBe(202);
+      return (res.body as { id: string }).id;
+    };
+    // Eight that expire one after another (different sweeps, so different nodes), never answered.
+    const short: string[] = [];
+    for (let i = 0; i < 8; i++) short.push(await post(1_000 + i * 250));
+    for (let seq = 1; seq <= 8; seq++)
+      expect((await v.nextDecoded<CommandMessage>(Cmd.COMMAND)).seq).toBe(seq);
+    for (let i = 0; i < 8; i++) await post(60_000);
+    // All eight slots come free: the eight long-lived commands are all sent.
+    for (let seq = 9; seq <= 16; seq++)
+      expect((await v.nextDecoded<CommandMessage>(Cmd.COMMAND, 10_000)).seq).toBe(seq);
+    for (const cid of short)
+      expect(
+        ((await api(nodes[1]!, 'GET', `/api/v1/commands/${cid}`)).body as { status: string })
+          .status,
+      ).toBe('expired');
+    v.close();
+  });
 });
 
 describe('failures', () => {

@@ -177,9 +177,25 @@ describe('commands', () => {
     await v.connect({ vehicleId: id, token: await gw.token(id, ['telemetry:publish']) });
     const c = await post(id, { name: 'z' });
     ack(v, 1, CommandResult.SUCCEEDED);
-    expect((await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).code).toBe(ErrorCode.FORBIDDEN);
+    // 6: REF_SEQ whenever the message has a readable SEQ.
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.FORBIDDEN,
+      refCmd: Cmd.COMMAND_ACK,
+      refSeq: 1,
+    });
     expect(v.inbox.some((m) => m.code === Cmd.COMMAND)).toBe(false);
     expect((await command(c.id)).status).toBe('pending');
+    v.close();
+  });
+
+  it('a COMMAND_ACK of 4 bytes (SEQ, no RESULT): ERROR INVALID_DATA with REF_SEQ', async () => {
+    const v = await gw.connected(vin());
+    v.send(Cmd.COMMAND_ACK, Uint8Array.of(0, 0, 0, 7));
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.INVALID_DATA,
+      refCmd: Cmd.COMMAND_ACK,
+      refSeq: 7,
+    });
     v.close();
   });
 });

@@ -162,29 +162,54 @@ describe('carrier NAT: many vehicles from one address', () => {
   }, 60_000);
 });
 
-describe('failed authentication per address (--auth-failure-limit)', () => {
-  it('counts failures, not connections: after 3 bad tokens even a good token gets SERVER_BUSY', async () => {
+describe('failed registrations per address (--auth-failure-limit)', () => {
+  it('counts failed CREDENTIALs and then refuses CREDENTIALs with SERVER_BUSY; tokens are never locked out', async () => {
     await withGateway({ authFailureLimit: '3' }, async (gw) => {
-      // Successful connections do not count (vehicles behind one NAT address).
-      for (let i = 1; i <= 5; i++) {
-        const v = await gw.connected(`VIN-AUTH-OK-${i}`);
-        v.close();
-      }
-      for (let i = 1; i <= 3; i++) {
-        const v = await gw.vehicle();
-        const ack = await v.connect({ vehicleId: `VIN-AUTH-BAD-${i}`, token: 'not.a.jwt' });
-        expect(ack.status).toBe(ConnackStatus.BAD_CREDENTIALS);
-        await v.waitClosed();
-      }
-      const v = await gw.vehicle();
-      const ack = await v.connect({
-        vehicleId: 'VIN-AUTH-GOOD',
-        token: await gw.token('VIN-AUTH-GOOD'),
+      const secret = (s: string) => new TextEncoder().encode(s);
+      const register = await gw.api('POST', '/api/v1/devices', {
+        id: 'VIN-REG-OK',
+        secret: 'right',
+        scopes: ['telemetry:publish'],
       });
-      expect(ack.status).toBe(ConnackStatus.SERVER_BUSY);
-      expect(ack.retryAfterMs).toBeGreaterThan(0);
-      expect(ack.retryAfterMs).toBeLessThanOrEqual(60_000);
-      await v.waitClosed();
+      expect(register.status).toBe(201);
+      const attempt = async (msg: {
+        vehicleId: string;
+        token?: string;
+        credential?: Uint8Array;
+      }) => {
+        const v = await gw.vehicle();
+        const ack = await v.connect(msg);
+        v.close();
+        return ack;
+      };
+      // Bad tokens (a vehicle behind the same NAT address with a broken one) do not count.
+      for (let i = 1; i <= 5; i++)
+        expect(
+          (await attempt({ vehicleId: `VIN-BAD-TOKEN-${i}`, token: 'not.a.jwt' })).status,
+        ).toBe(ConnackStatus.BAD_CREDENTIALS);
+      expect((await attempt({ vehicleId: 'VIN-REG-OK', credential: secret('right') })).status).toBe(
+        ConnackStatus.ACCEPTED,
+      );
+      // Three wrong secrets (a guess at the registered one, or an unregistered id) do.
+      for (const [id, guess] of [
+        ['VIN-REG-OK', 'wrong1'],
+        ['VIN-REG-OK', 'wrong2'],
+        ['VIN-UNREGISTERED', 'x'],
+      ] as const) {
+        expect((await attempt({ vehicleId: id, credential: secret(guess) })).status).toBe(
+          ConnackStatus.BAD_CREDENTIALS,
+        );
+      }
+      // Now every CREDENTIAL from this address waits, the right one included…
+      const busy = await attempt({ vehicleId: 'VIN-REG-OK', credential: secret('right') });
+      expect(busy.status).toBe(ConnackStatus.SERVER_BUSY);
+      expect(busy.retryAfterMs).toBeGreaterThan(0);
+      expect(busy.retryAfterMs).toBeLessThanOrEqual(60_000);
+      // …while a vehicle with a valid token connects as usual.
+      expect(
+        (await attempt({ vehicleId: 'VIN-TOKEN-OK', token: await gw.token('VIN-TOKEN-OK') }))
+          .status,
+      ).toBe(ConnackStatus.ACCEPTED);
     });
   });
 });
@@ -245,16 +270,23 @@ describe('write backpressure (--write-buffer-bytes, --drain-timeout-ms)', () => 
           await sleep(1);
         }
         // Drain timeout 500 ms + a 500 ms sweep, with a generous margin.
-        const closedInTime = await slow.waitClosed(5_000).then(
+        const s = gw.app.gateway.sessions.get(id);
+        const endedInTime = await until(() => !gw.app.gateway.sessions.has(id), 5_000).then(
           () => true,
           () => false,
         );
-        const s = gw.app.gateway.sessions.get(id);
         expect(
-          closedInTime,
+          endedInTime,
           `session still ${s?.state} 5 s after the vehicle stopped reading: ${s?.stream.writableLength} bytes ` +
             `unsent (> writeBufferBytes 1024), reads paused=${s?.readPaused}, blockedSince=${s?.blockedSince}`,
         ).toBe(true);
+        // 6: the close is preceded by DISCONNECT OVERLOADED, behind the PONGs it did not read; a
+        // vehicle that reads again within the linger gets it, then the close.
+        slow.socket.resume();
+        expect((await slow.nextDecoded<DisconnectMessage>(Cmd.DISCONNECT, 5_000)).reason).toBe(
+          DisconnectReason.OVERLOADED,
+        );
+        await slow.waitClosed(5_000);
       } finally {
         slow.close();
       }

@@ -133,6 +133,24 @@ describe('CONNECT', () => {
     v.close();
   });
 
+  it('a frame breaking a CONNECT run: ERROR INVALID_FRAME (REF_CMD CONNECT), then NOT_CONNECTED for it and close', async () => {
+    // 1.2 first (the run is broken), then 2 (the interrupting PING is not a CONNECT).
+    const v = await gw.vehicle();
+    const id = vin();
+    const connect = encodeConnect({ versionMin: 1, versionMax: 2, vehicleId: id, token: 'x' });
+    v.sendRaw(encodeFrame(Cmd.CONNECT | 0x80, connect.subarray(0, 20)));
+    v.send(Cmd.PING);
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.INVALID_FRAME,
+      refCmd: Cmd.CONNECT,
+    });
+    expect(await v.nextDecoded<ErrorMessage>(Cmd.ERROR)).toMatchObject({
+      code: ErrorCode.NOT_CONNECTED,
+      refCmd: Cmd.PING,
+    });
+    await v.waitClosed();
+  });
+
   it('accepts a long token fragmented over several frames', async () => {
     const id = vin();
     const token = await gw.tokens.sign({
@@ -259,6 +277,41 @@ describe('connected session', () => {
       DisconnectReason.PROTOCOL_ERROR,
     );
     await v.waitClosed();
+  });
+
+  it('counts garbage over a sliding window: bytes stay in it for the whole window, then leave', async () => {
+    // 1.1 "any sliding 60 s window", here 2 s. The bytes are sent late in a wall-clock second, so
+    // a count kept per whole second would forget them up to a second early.
+    const small = await startGateway({ badInputWindowMs: 2_000 });
+    try {
+      const lateInSecond = async () => {
+        while (Date.now() % 1000 < 850) await new Promise((r) => setTimeout(r, 10));
+      };
+      const a = await small.connected(vin());
+      await lateInSecond();
+      a.sendRaw(new Uint8Array(4095).fill(0x11));
+      a.send(Cmd.PING);
+      await a.next(Cmd.PONG);
+      await new Promise((r) => setTimeout(r, 1_300)); // into the second after next, within 2 s
+      a.sendRaw(Uint8Array.of(0x11));
+      expect((await a.nextDecoded<DisconnectMessage>(Cmd.DISCONNECT)).reason).toBe(
+        DisconnectReason.PROTOCOL_ERROR,
+      );
+      await a.waitClosed();
+
+      const b = await small.connected(vin());
+      b.sendRaw(new Uint8Array(4095).fill(0x11));
+      b.send(Cmd.PING);
+      await b.next(Cmd.PONG);
+      await new Promise((r) => setTimeout(r, 2_100)); // out of the window
+      b.sendRaw(Uint8Array.of(0x11));
+      b.send(Cmd.PING);
+      await b.next(Cmd.PONG);
+      expect(b.inbox.some((m) => m.code === Cmd.DISCONNECT)).toBe(false);
+      b.close();
+    } finally {
+      await small.stop();
+    }
   });
 
   it('reports a broken fragment run with ERROR INVALID_FRAME naming the interrupted code', async () => {

@@ -124,6 +124,38 @@ describe('uplink checks', () => {
     v.close();
   });
 
+  it('the bucket is per vehicle: reconnecting does not refill it', async () => {
+    const slow = await startGateway({ uplinkRatePerSec: '1', uplinkBurst: '3' });
+    try {
+      const id = vin();
+      const v = await slow.connected(id);
+      for (let seq = 1; seq <= 4; seq++)
+        v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq }));
+      const acks: UplinkAckMessage[] = [];
+      while (!acks.some((a) => a.status === AckStatus.STORED && a.seq === 3))
+        acks.push(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK));
+      expect(acks).toContainEqual({ seq: 4, status: AckStatus.THROTTLED });
+      v.close();
+      await v.waitClosed();
+      // At once on a new connection: the bucket holds well under one token still.
+      const w = await slow.connected(id);
+      w.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 4, timestamp: T + 4 }));
+      expect(await w.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+        seq: 4,
+        status: AckStatus.THROTTLED,
+      });
+      await new Promise((r) => setTimeout(r, 1_100));
+      w.send(Cmd.TELEMETRY, encodeTelemetry({ seq: 4, timestamp: T + 4 }));
+      expect(await w.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).toEqual({
+        seq: 4,
+        status: AckStatus.STORED,
+      });
+      w.close();
+    } finally {
+      await slow.stop();
+    }
+  });
+
   it('keeps the latest state per key from the highest seq; events do not touch it', async () => {
     const id = vin();
     const v = await gw.connected(id);

@@ -708,9 +708,10 @@ describe('TELEMETRY_BATCH (5)', () => {
     });
   });
 
-  it('DATA shorter than FIRST_SEQ and COUNT is VMCP_ERR_SHORT_DATA', () => {
-    for (let n = 0; n < 5; n++)
-      expectError(() => splitTelemetryBatch(new Uint8Array(n)), 'VMCP_ERR_SHORT_DATA');
+  it('DATA shorter than FIRST_SEQ and COUNT is VMCP_ERR_SHORT_DATA, with FIRST_SEQ once readable', () => {
+    for (let n = 0; n < 4; n++)
+      expectError(() => splitTelemetryBatch(new Uint8Array(n)), 'VMCP_ERR_SHORT_DATA', null);
+    expectError(() => splitTelemetryBatch(Uint8Array.of(0, 0, 0, 9)), 'VMCP_ERR_SHORT_DATA', 9);
   });
 
   it('COUNT 0 is an error carrying FIRST_SEQ', () => {
@@ -812,9 +813,10 @@ describe('COMMAND (4.1)', () => {
 });
 
 describe('COMMAND_ACK (4.2)', () => {
-  it('DATA shorter than 5 bytes is VMCP_ERR_SHORT_DATA', () => {
-    for (let n = 0; n < 5; n++)
+  it('DATA shorter than 5 bytes is VMCP_ERR_SHORT_DATA, with the SEQ once it is readable (6: REF_SEQ)', () => {
+    for (let n = 0; n < 4; n++)
       expectError(() => decodeCommandAck(new Uint8Array(n)), 'VMCP_ERR_SHORT_DATA', null);
+    expectError(() => decodeCommandAck(Uint8Array.of(0, 0, 1, 2)), 'VMCP_ERR_SHORT_DATA', 258);
   });
 
   it('RESULT is 0–5', () => {

@@ -75,7 +75,7 @@ export interface CommandAckMessage {
 }
 
 export function decodeCommandAck(data: Uint8Array): CommandAckMessage {
-  requireLength(data, 5);
+  requireLength(data, 5, true);
   const seq = readU32(data, 0);
   const result = data[4]!;
   if (result > CommandResult.IN_PROGRESS) fail('VMCP_ERR_VALUE_RANGE', 'result', seq);

@@ -40,8 +40,14 @@ export function tlvString(r: TlvReader, maxBytes = Infinity): string {
   return s;
 }
 
-export function requireLength(data: Uint8Array, min: number): void {
-  if (data.length < min) fail('VMCP_ERR_SHORT_DATA');
+/**
+ * DATA shorter than the command's fixed prefix: ERROR INVALID_DATA. `seqFirst`: the prefix starts
+ * with a u32 SEQ, so a DATA of 4 bytes or more still has a readable SEQ (6: REF_SEQ).
+ */
+export function requireLength(data: Uint8Array, min: number, seqFirst = false): void {
+  if (data.length >= min) return;
+  if (seqFirst && data.length >= 4) fail('VMCP_ERR_SHORT_DATA', undefined, readU32(data, 0));
+  fail('VMCP_ERR_SHORT_DATA');
 }
 
 /** A content error with the message's readable SEQ attached (for UPLINK_ACK REJECTED and ERROR REF_SEQ). */

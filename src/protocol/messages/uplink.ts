@@ -321,7 +321,7 @@ export interface BatchLayout {
  * after the last sample throw VmcpError (ERROR INVALID_DATA, nothing consumed), with `seq` = FIRST_SEQ.
  */
 export function splitTelemetryBatch(data: Uint8Array): BatchLayout {
-  requireLength(data, 5);
+  requireLength(data, 5, true);
   const firstSeq = readU32(data, 0);
   const count = data[4]!;
   if (count === 0) fail('VMCP_ERR_VALUE_RANGE', 'count', firstSeq);
