@@ -223,8 +223,16 @@ interface Connection {
   blocked: boolean;
   /** Next uplink seq to write on this connection. */
   cursor: number;
-  /** Seq we last rewound to after OUT_OF_ORDER; later OUT_OF_ORDER for it come from the old pipeline. */
+  /** Seq we last rewound to after OUT_OF_ORDER / THROTTLED. */
   rewoundTo: number | undefined;
+  /**
+   * OUT_OF_ORDER answers for `rewoundTo` still due for messages written before that rewind (3.2:
+   * those pipelined behind the one that made us rewind): they are ignored. One more is about a
+   * resent message, and means resending again.
+   */
+  staleOoo: number;
+  /** FIRST seq of each message written since the last rewind, ascending (consumed ones dropped). */
+  sentFirsts: number[];
   /** In-flight TELEMETRY_BATCH: LAST seq → FIRST seq (a batch's ack carries LAST, 5). */
   batches: Map<number, number>;
   throttledUntil: number;
@@ -317,10 +325,16 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     const versions = options.versions ?? [MIN_VERSION, MAX_VERSION];
     if (versions[0] > versions[1] || versions[0] < 1)
       throw new TypeError('versions must be [min, max] with 1 ≤ min ≤ max');
+    // 2.1: KEEPALIVE is a u16 (0 means the default, 60); CLIENT_INFO at most 128 bytes of UTF-8.
+    const keepaliveS = options.keepaliveS ?? 60;
+    if (!Number.isInteger(keepaliveS) || keepaliveS < 0 || keepaliveS > 0xffff)
+      throw new TypeError(`keepaliveS must be an integer in 0..65535, got ${String(keepaliveS)}`);
+    if (options.clientInfo !== undefined && Buffer.byteLength(options.clientInfo, 'utf8') > 128)
+      throw new TypeError('clientInfo must be at most 128 bytes of UTF-8 (PROTOCOL.md 2.1)');
     const batch = options.batch;
     this.opts = {
       vehicleId: options.vehicleId,
-      keepaliveS: options.keepaliveS ?? 60,
+      keepaliveS,
       versions,
       clientInfo: options.clientInfo,
       backoff: {
@@ -549,6 +563,8 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       blocked: false,
       cursor: this.lowSeq,
       rewoundTo: undefined,
+      staleOoo: 0,
+      sentFirsts: [],
       batches: new Map(),
       throttledUntil: 0,
       lastSentAt: now,
@@ -563,7 +579,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
         {
           onMessage: (code, data) => this.onMessage(conn, code, data),
           onBrokenRun: () => undefined,
-          onTooLarge: () => undefined,
+          onTooLarge: (code) => this.onTooLarge(conn, code),
           onBadFrame: () => undefined,
           onGarbage: () => undefined,
         },
@@ -732,7 +748,14 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       }
       switch (code) {
         case Cmd.PING:
-          this.write(conn, Cmd.PONG, data.slice(0, 8));
+          // 2.4: a PING with more than 8 bytes gets ERROR INVALID_DATA and no PONG.
+          if (data.length > 8)
+            this.write(
+              conn,
+              Cmd.ERROR,
+              encodeError({ code: ErrorCode.INVALID_DATA, refCmd: Cmd.PING }),
+            );
+          else this.write(conn, Cmd.PONG, data);
           return;
         case Cmd.PONG:
           conn.pingSentAt = undefined;
@@ -773,13 +796,22 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
         this.emitError(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      // Undecodable DATA from the gateway: tell it (6) and carry on.
+      // Undecodable DATA from the gateway: tell it (6) and carry on, except before CONNACK: an
+      // attempt whose CONNACK cannot be read has failed, and is retried with backoff (7).
       this.emitError(
         new ClientProtocolError(`bad message ${cmdName(code)} from gateway`, { cause: err }),
       );
       if (!conn.closed)
         this.write(conn, Cmd.ERROR, encodeError({ code: ErrorCode.INVALID_DATA, refCmd: code }));
+      if (!conn.accepted) this.drop(conn, `malformed ${cmdName(code)}`);
     }
+  }
+
+  /** A message from the gateway over our size limit (1.2): dropped whole, and the gateway told. */
+  private onTooLarge(conn: Connection, code: number): void {
+    this.emitError(new ClientProtocolError(`${cmdName(code)} from gateway over the message limit`));
+    if (!conn.closed)
+      this.write(conn, Cmd.ERROR, encodeError({ code: ErrorCode.TOO_LARGE, refCmd: code }));
   }
 
   private onConnack(conn: Connection, data: Uint8Array): void {
@@ -969,6 +1001,8 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     if (conn !== undefined) {
       if (conn.cursor < this.lowSeq) conn.cursor = this.lowSeq;
       if (conn.rewoundTo !== undefined && conn.rewoundTo < this.lowSeq) conn.rewoundTo = undefined;
+      while (conn.sentFirsts.length > 0 && conn.sentFirsts[0]! < this.lowSeq)
+        conn.sentFirsts.shift();
       for (const last of conn.batches.keys()) if (last <= upTo) conn.batches.delete(last);
     }
   }
@@ -1018,10 +1052,17 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       conn.throttledUntil = this.timers.now() + this.opts.throttleWaitMs;
       this.clearTimer('throttleTimer');
       this.wakeAfterThrottle(this.opts.throttleWaitMs);
-    } else if (conn.rewoundTo === seq) {
+    } else if (conn.rewoundTo === seq && conn.staleOoo > 0) {
       // Messages pipelined behind the one that made us rewind get OUT_OF_ORDER too (3.2): already handled.
+      conn.staleOoo--;
       return;
     }
+    // Every message written since the last rewind with a FIRST seq above `seq` gets OUT_OF_ORDER:
+    // all but the one answered now (for THROTTLED, all: the throttled one has seq `seq`).
+    let later = 0;
+    for (const first of conn.sentFirsts) if (first > seq) later++;
+    conn.staleOoo = Math.max(0, throttled ? later : later - 1);
+    conn.sentFirsts = [];
     conn.rewoundTo = seq;
     conn.cursor = seq;
     conn.batches.clear();
@@ -1083,6 +1124,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
         if (samples.length > 1) {
           chunks.push(encodeMessage(Cmd.TELEMETRY_BATCH, this.batchData(conn.cursor, samples)));
           conn.batches.set(conn.cursor + samples.length - 1, conn.cursor);
+          conn.sentFirsts.push(conn.cursor);
           conn.cursor += samples.length;
           continue;
         }
@@ -1093,6 +1135,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
           new ByteWriter(4 + first.tlv.length).u32(first.seq).bytes(first.tlv).finish(),
         ),
       );
+      conn.sentFirsts.push(first.seq);
       conn.cursor++;
     }
     if (chunks.length === 0) return;
@@ -1169,6 +1212,17 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       this.finishCommand(cmd.seq, {
         result: CommandResult.UNSUPPORTED,
         message: `no handler for ${cmd.name}`,
+      });
+      return;
+    }
+    // 4.2 at most once, across a crash too: the start is durable before the handler runs.
+    try {
+      this.store.markStarted?.(cmd.seq);
+    } catch (err) {
+      this.emitError(err instanceof Error ? err : new Error(String(err)));
+      this.finishCommand(cmd.seq, {
+        result: CommandResult.FAILED,
+        message: 'not run: its start could not be recorded',
       });
       return;
     }

@@ -9,7 +9,12 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import type { CommandResultCode, EventSample, TelemetrySample } from '../protocol/index.js';
+import {
+  CommandResult,
+  type CommandResultCode,
+  type EventSample,
+  type TelemetrySample,
+} from '../protocol/index.js';
 import { OutboxStoreError } from './errors.js';
 
 /** One uplink message waiting for its ack: a TELEMETRY sample or an EVENT. */
@@ -54,6 +59,12 @@ export interface OutboxStore {
   /** Every seq ≤ `upToSeq` is consumed by the gateway: forget those messages. */
   consume(upToSeq: number): void;
   recordCommand(rec: CommandRecord): void;
+  /**
+   * A command handler is about to run (durably, before it runs). A store that loads a started
+   * command without a result reports it FAILED (interrupted): after a crash mid-command the
+   * redelivered seq is answered, not run again (4.2: at most once). Optional for custom stores.
+   */
+  markStarted?(seq: number): void;
   /** The COMMAND_ACK of `seq` was written (losing this mark only causes a harmless re-send). */
   markReported(seq: number): void;
   saveToken(token: string | undefined): void;
@@ -63,6 +74,9 @@ export interface OutboxStore {
 /** How many command results are remembered for redelivery (the gateway keeps at most 8 in flight, 4.1). */
 export const MAX_COMMAND_RECORDS = 1024;
 
+/** The message of the FAILED result a command gets when the process ended while it ran. */
+export const INTERRUPTED_MESSAGE = 'interrupted: the vehicle software restarted while it ran';
+
 /** The state both stores keep in memory; FileOutbox also logs every change. */
 class OutboxState {
   consumedUpTo = 0;
@@ -70,6 +84,8 @@ class OutboxState {
   /** Insertion order is ascending seq. */
   readonly unacked = new Map<number, StoredUplink>();
   readonly commands = new Map<number, CommandRecord>();
+  /** Commands whose handler started and has no result yet. */
+  readonly started = new Set<number>();
   lastCommandSeq = 0;
   token: string | undefined;
 
@@ -89,6 +105,7 @@ class OutboxState {
   }
 
   recordCommand(rec: CommandRecord): void {
+    this.started.delete(rec.seq);
     this.commands.delete(rec.seq);
     this.commands.set(rec.seq, { ...rec });
     if (rec.seq > this.lastCommandSeq) this.lastCommandSeq = rec.seq;
@@ -102,6 +119,17 @@ class OutboxState {
   markReported(seq: number): void {
     const rec = this.commands.get(seq);
     if (rec !== undefined) rec.reported = true;
+  }
+
+  /** On load: a command that started in an earlier process and never finished failed. */
+  interruptStarted(): void {
+    for (const seq of [...this.started])
+      this.recordCommand({
+        seq,
+        result: CommandResult.FAILED,
+        message: INTERRUPTED_MESSAGE,
+        reported: false,
+      });
   }
 
   snapshot(): OutboxSnapshot {
@@ -123,10 +151,14 @@ export class MemoryOutbox implements OutboxStore {
   private readonly state = new OutboxState();
 
   load(): OutboxSnapshot {
+    this.state.interruptStarted();
     return this.state.snapshot();
   }
   append(msg: StoredUplink): void {
     this.state.append({ ...msg });
+  }
+  markStarted(seq: number): void {
+    this.state.started.add(seq);
   }
   consume(upToSeq: number): void {
     this.state.consume(upToSeq);
@@ -161,6 +193,7 @@ type LogLine =
   | { c: number }
   | { r: number; x: CommandResultCode; p?: string; g?: string; d: boolean }
   | { rep: number }
+  | { st: number }
   | { t: string | null };
 
 /**
@@ -198,6 +231,7 @@ export class FileOutbox implements OutboxStore {
         this.apply(line);
       }
     }
+    this.state.interruptStarted();
     this.compact();
     return this.state.snapshot();
   }
@@ -227,6 +261,11 @@ export class FileOutbox implements OutboxStore {
   markReported(seq: number): void {
     this.state.markReported(seq);
     this.write({ rep: seq }, false);
+  }
+
+  markStarted(seq: number): void {
+    this.state.started.add(seq);
+    this.write({ st: seq }, this.fsync);
   }
 
   saveToken(token: string | undefined): void {
@@ -261,6 +300,8 @@ export class FileOutbox implements OutboxStore {
       });
     } else if (typeof l.rep === 'number') {
       this.state.markReported(l.rep);
+    } else if (typeof l.st === 'number') {
+      this.state.started.add(l.st);
     } else if ('t' in l) {
       this.state.token = typeof l.t === 'string' ? l.t : undefined;
     }
@@ -291,6 +332,7 @@ export class FileOutbox implements OutboxStore {
           : { u: m.seq, k: 'e', s: m.sample },
       );
     for (const rec of s.commands.values()) out.push(commandLine(rec));
+    for (const seq of s.started) out.push({ st: seq });
     if (s.token !== undefined) out.push({ t: s.token });
     const tmp = `${this.path}.tmp`;
     try {

@@ -182,9 +182,13 @@ export async function listenTls(gw: Gateway, at: HostPort, tls: TlsOptions): Pro
       });
     },
   );
-  server.on('tlsClientError', (err) =>
-    gw.logger.debug({ err: err.message }, 'TLS handshake failed'),
-  );
+  // A failed or timed-out handshake only emits this event: Node leaves the socket open (a client
+  // that stalls mid-handshake would hold a descriptor forever, uncounted, and keep server.close()
+  // and so the shutdown waiting). 2: the wait for CONNECT after accept is bounded; so is this.
+  server.on('tlsClientError', (err, socket) => {
+    gw.logger.debug({ err: err.message }, 'TLS handshake failed');
+    socket.destroy();
+  });
   server.on('error', (err) => gw.logger.error({ err }, 'TLS listener error'));
   const address = await listen(server, at);
   gw.logger.info({ address }, 'vehicle mutual-TLS listener up');

@@ -8,7 +8,7 @@ export interface MessageSink {
   onMessage(code: number, data: Uint8Array): void;
   /** A run of `code` interrupted by a frame of another code: the partial message was dropped. */
   onBrokenRun(code: number): void;
-  /** A run of `code` passed the maximum message size; the assembler discards it. */
+  /** A run of `code` passed the maximum message size; the assembler discards it, to its last frame. */
   onTooLarge(code: number): void;
   onBadFrame(): void;
   onGarbage(count: number): void;
@@ -22,6 +22,8 @@ export class MessageAssembler implements FrameSink {
   private runCode = -1;
   private runLen = 0;
   private buf: Uint8Array | undefined;
+  /** The code of an oversized run whose remaining fragments are being dropped (1.2: one message). */
+  private skipCode = -1;
 
   constructor(
     private readonly sink: MessageSink,
@@ -36,6 +38,14 @@ export class MessageAssembler implements FrameSink {
   onFrame(cmdByte: number, data: Uint8Array): void {
     const code = cmdByte & 0x7f;
     const more = (cmdByte & MORE_FLAG) !== 0;
+    if (this.skipCode >= 0) {
+      // The rest of an oversized message is part of it, not a new one; another code ends it.
+      if (code === this.skipCode) {
+        if (!more) this.skipCode = -1;
+        return;
+      }
+      this.skipCode = -1;
+    }
     if (this.runCode >= 0 && code !== this.runCode) {
       // 1.2: the partial message is dropped and the interrupting frame is processed normally.
       const broken = this.runCode;
@@ -53,6 +63,7 @@ export class MessageAssembler implements FrameSink {
     const total = this.runLen + data.length;
     if (total > this.maxMessageBytes) {
       this.reset();
+      if (more) this.skipCode = code;
       this.sink.onTooLarge(code);
       return;
     }
@@ -75,6 +86,7 @@ export class MessageAssembler implements FrameSink {
 
   /** Ends the run and releases its buffer: fragmented messages are rare, idle sessions keep none. */
   reset(): void {
+    this.skipCode = -1;
     this.runCode = -1;
     this.runLen = 0;
     this.buf = undefined;

@@ -68,6 +68,12 @@ describe('VehicleClient connect', () => {
     expect(() => setup({ vehicleId: 'bad id' })).toThrow(/vehicleId/);
     expect(() => setup({ gateways: [] })).toThrow(/gateways/);
     expect(() => setup({ token: undefined })).toThrow(/token or credential/);
+    // 2.1: KEEPALIVE is a u16, CLIENT_INFO at most 128 bytes (a gateway answers INVALID otherwise).
+    for (const keepaliveS of [70_000, -5, 1.5])
+      expect(() => setup({ keepaliveS })).toThrow(/keepaliveS/);
+    expect(() => setup({ clientInfo: 'x'.repeat(129) })).toThrow(/clientInfo/);
+    expect(() => setup({ clientInfo: 'é'.repeat(65) })).toThrow(/clientInfo/); // 130 bytes
+    expect(() => setup({ keepaliveS: 65_535, clientInfo: 'x'.repeat(128) })).not.toThrow();
   });
 });
 
@@ -217,6 +223,18 @@ describe('VehicleClient reconnect (PROTOCOL.md 7)', () => {
     expect(h.timers.pending()).toEqual([]);
   });
 
+  it('a CONNACK it cannot read ends the attempt (ERROR INVALID_DATA) and retries with backoff', async () => {
+    const h = setup({ connectTimeoutMs: 5000 });
+    h.client.start();
+    const peer = await h.net.nextPeer();
+    await peer.connect();
+    const disc = nextEvent(h.client, 'disconnected');
+    peer.send(Cmd.CONNACK, Uint8Array.of(0)); // 1 byte: no VERSION
+    expect(await disc).toMatchObject({ message: 'malformed CONNACK', willRetryInMs: 500 });
+    h.timers.advance(500);
+    await (await h.net.nextPeer()).connect();
+  });
+
   it('retries a connection that gets no CONNACK within connectTimeoutMs', async () => {
     const h = setup({ connectTimeoutMs: 5000 });
     h.client.start();
@@ -326,6 +344,16 @@ describe('VehicleClient keepalive (PROTOCOL.md 2.4)', () => {
     const peer = await connected(h);
     peer.send(Cmd.PING, Uint8Array.of(1, 2, 3));
     expect([...(await peer.next(Cmd.PONG)).data]).toEqual([1, 2, 3]);
+  });
+
+  it('answers a PING of more than 8 bytes with ERROR INVALID_DATA and no PONG (2.4)', async () => {
+    const h = setup();
+    const peer = await connected(h);
+    peer.send(Cmd.PING, new Uint8Array(9).fill(1));
+    expect([...(await peer.next(Cmd.ERROR)).data.subarray(0, 2)]).toEqual([0x02, Cmd.PING]);
+    peer.send(Cmd.PING, new Uint8Array(8).fill(2));
+    expect([...(await peer.next(Cmd.PONG)).data]).toEqual(new Array(8).fill(2));
+    expect(peer.codes()).not.toContain(Cmd.PONG);
   });
 });
 

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CommandResult,
   FileOutbox,
+  INTERRUPTED_MESSAGE,
   MemoryOutbox,
   type OutboxStore,
 } from '../../src/client/index.js';
@@ -91,6 +92,53 @@ describe('FileOutbox', () => {
       token: 'issued-token',
     });
     storeC.close();
+  });
+
+  it('a command that was running when the process ended is answered FAILED (interrupted), never run again', async () => {
+    // 4.2: at most once. The start is durable before the handler runs; a new process finds a start
+    // without a result and reports it failed, and a redelivery of that seq answers that result.
+    const path = join(dir, 'outbox.jsonl');
+    const storeA = new FileOutbox(path);
+    const a = setup({ outbox: storeA });
+    let runs = 0;
+    a.client.onCommand('door.unlock', () => {
+      runs++;
+      return new Promise<never>(() => undefined); // still running when the process dies
+    });
+    const peerA = await connected(a, { version: 1 });
+    peerA.command({
+      seq: 3,
+      commandId: 'c3',
+      name: 'door.unlock',
+      expiresAt: a.timers.now() + 60_000,
+    });
+    await settle();
+    expect(runs).toBe(1);
+    storeA.close(); // the process is killed: no result, no stop()
+
+    const b = setup({ outbox: new FileOutbox(path) });
+    b.client.onCommand('door.unlock', () => {
+      runs++;
+      return { result: CommandResult.SUCCEEDED };
+    });
+    expect(b.client.lastCommandSeq).toBe(3);
+    const peerB = await connected(b, { version: 1 });
+    // Sent after CONNACK, like any result the gateway has not had.
+    expect(await peerB.commandAck()).toMatchObject({
+      seq: 3,
+      result: CommandResult.FAILED,
+      message: INTERRUPTED_MESSAGE,
+    });
+    peerB.command({
+      seq: 3,
+      commandId: 'c3',
+      name: 'door.unlock',
+      expiresAt: b.timers.now() + 60_000,
+    });
+    expect(await peerB.commandAck()).toMatchObject({ seq: 3, result: CommandResult.FAILED });
+    expect(runs).toBe(1);
+    await a.client.stop();
+    await b.client.stop();
   });
 
   it('ignores a torn last line', () => {

@@ -176,10 +176,6 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
     h.timers.advance(1);
     await settle();
     expect(peer.uplinkNow()).toEqual([2, 3, 4, 5]);
-    // A late OUT_OF_ORDER from the old pipeline does not start another resend.
-    peer.ack(2, AckStatus.OUT_OF_ORDER);
-    await settle();
-    expect(peer.uplinkNow()).toEqual([]);
     peer.ack(5);
     await settle();
     expect(p.map((x) => x.value())).toEqual([1, 2, 3, 4, 5]);
@@ -209,25 +205,33 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
     expect(h.errors).toEqual([]);
   });
 
-  it('OUT_OF_ORDER: resends from the seq the gateway expects, once', async () => {
+  it('OUT_OF_ORDER: resends from the seq the gateway expects, once per loss', async () => {
     const h = setup();
     const peer = await connected(h, { version: 1, nextUplinkSeq: 1 });
-    const p = [1, 2, 3].map((i) => track(h.client.publishTelemetry(sample(i))));
-    await peer.uplink(3);
-    // The gateway says it expects 2 for each of the last two messages. That is no STORED for 1: the
-    // gateway may still be committing it, so 1 stays in the outbox until its ack.
+    const p = [1, 2, 3, 4].map((i) => track(h.client.publishTelemetry(sample(i))));
+    await peer.uplink(4);
+    // 2 was lost (a bad CRC): the gateway answers 3 and 4 with OUT_OF_ORDER 2. That is no STORED
+    // for 1: the gateway may still be committing it, so 1 stays in the outbox until its ack.
     peer.ack(2, AckStatus.OUT_OF_ORDER);
     await settle();
     expect(p[0]!.settled()).toBe(false);
-    expect(h.client.unacked).toBe(3);
-    expect(peer.uplinkNow()).toEqual([2, 3]);
-    // The answer to the old 3 arrives after the resend began: it must not cause another resend.
+    expect(h.client.unacked).toBe(4);
+    expect(peer.uplinkNow()).toEqual([2, 3, 4]);
+    // The answer to the old 4 arrives after the resend began: it must not cause another resend.
     peer.ack(2, AckStatus.OUT_OF_ORDER);
     await settle();
     expect(peer.uplinkNow()).toEqual([]);
-    peer.ack(3);
+    // The resent 2 was lost too: the resent 3 gets OUT_OF_ORDER 2, and that is a new loss to
+    // resend for, not a stale answer (3.2); the resent 4's answer then is stale again.
+    peer.ack(2, AckStatus.OUT_OF_ORDER);
     await settle();
-    expect(p.map((x) => x.value())).toEqual([1, 2, 3]);
+    expect(peer.uplinkNow()).toEqual([2, 3, 4]);
+    peer.ack(2, AckStatus.OUT_OF_ORDER);
+    await settle();
+    expect(peer.uplinkNow()).toEqual([]);
+    peer.ack(4);
+    await settle();
+    expect(p.map((x) => x.value())).toEqual([1, 2, 3, 4]);
   });
 
   it('keeps at most maxInFlight unacked messages on the wire', async () => {

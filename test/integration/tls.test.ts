@@ -1,5 +1,7 @@
 // The mutual-TLS listener over real TLS sockets: certificate identity against VEHICLE_ID, untrusted or missing client certificates, registration (PROTOCOL.md 2.2, 2.3).
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as connectTcp } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
@@ -234,6 +236,48 @@ describe('mutual TLS: handshake', () => {
     await expectHandshakeRefused(undefined, { writeOnAlert: true });
     expect(await tlsSessionsAccepted()).toBe(before);
   });
+
+  it('closes a connection that stalls in the handshake after the connect timeout, and a stop does not wait for it', async () => {
+    // A TCP connection to the TLS port that sends nothing, and one that sends part of a ClientHello.
+    const g = await startGateway({
+      tlsListen: '127.0.0.1:0',
+      tlsCert: pki.server.certPath,
+      tlsKey: pki.server.keyPath,
+      clientCa: pki.deviceCa.certPath,
+      connectTimeoutMs: 1_000,
+    });
+    const port = g.app.addresses.tls!.port;
+    let stopped = false;
+    const open = (first?: Buffer) =>
+      new Promise<{ closedAfterMs: Promise<number> }>((resolve, reject) => {
+        const at = Date.now();
+        const sock = connectTcp({ host: '127.0.0.1', port }, () => {
+          if (first !== undefined) sock.write(first);
+          resolve({
+            closedAfterMs: new Promise((r) => sock.on('close', () => r(Date.now() - at))),
+          });
+        });
+        sock.on('error', () => undefined);
+        sock.once('error', reject);
+      });
+    try {
+      const silent = await open();
+      const partial = await open(Buffer.from('16030100c8010000c40303', 'hex'));
+      for (const c of [silent, partial]) {
+        const ms = await Promise.race([c.closedAfterMs, sleep(5_000).then(() => -1)]);
+        expect(ms, 'closed within 5 s').toBeGreaterThan(0);
+        expect(ms).toBeGreaterThanOrEqual(900);
+      }
+      // A stalled handshake does not hold up the shutdown either.
+      await open();
+      const t0 = Date.now();
+      stopped = true;
+      await g.stop();
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    } finally {
+      if (!stopped) await g.stop();
+    }
+  }, 30_000);
 
   it('still serves well-behaved TLS vehicles after refused handshakes', async () => {
     const id = vin();

@@ -174,6 +174,25 @@ describe('MessageAssembler: size limit', () => {
     expect(runBuffer(a)).toBeUndefined();
   });
 
+  it('drops the rest of an oversized run to its last fragment: the tail is not a new message', () => {
+    // 1.2: a message is the whole run; its tail, once the limit is passed, belongs to it.
+    const { a, out } = assembler(600);
+    for (let i = 0; i < 3; i++) a.onFrame(0x30 | MORE_FLAG, bytes(255)); // 765 > 600
+    a.onFrame(0x30 | MORE_FLAG, bytes(10));
+    a.onFrame(0x30, bytes(10)); // the run's last fragment
+    expect(out.events).toEqual(['tooLarge 30']);
+    a.onFrame(0x30, bytes(4)); // after the run: a message again
+    expect(out.events).toEqual(['tooLarge 30', 'message 30 4']);
+  });
+
+  it('a frame of another code ends the dropping of an oversized run and is processed', () => {
+    const { a, out } = assembler(600);
+    for (let i = 0; i < 3; i++) a.onFrame(0x30 | MORE_FLAG, bytes(255));
+    a.onFrame(0x01, bytes(2));
+    a.onFrame(0x30, bytes(3));
+    expect(out.events).toEqual(['tooLarge 30', 'message 1 2', 'message 30 3']);
+  });
+
   it('a run exactly at the limit is a message; one byte more is TOO_LARGE', () => {
     const { a, out } = assembler(300);
     a.onFrame(0x10 | MORE_FLAG, bytes(255));
