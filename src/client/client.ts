@@ -902,9 +902,18 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
    * One timer per client: it fires at the next deadline (idle for KEEPALIVE → PING; PING unanswered
    * for KEEPALIVE → a miss) and re-arms itself. Sending only updates `lastSentAt`.
    */
+  /**
+   * 2.4: PING when nothing was sent for KEEPALIVE. Also when nothing was received for KEEPALIVE:
+   * a vehicle that publishes all the time never idles, and a gateway that takes bytes but answers
+   * nothing (acks included) would never be noticed; either side may PING, and misses close it.
+   */
+  private quietSince(conn: Connection): number {
+    return Math.min(conn.lastSentAt, conn.lastByteAt);
+  }
+
   private armKeepalive(conn: Connection): void {
     if (conn.keepaliveMs <= 0) return;
-    const due = (conn.pingSentAt ?? conn.lastSentAt) + conn.keepaliveMs;
+    const due = (conn.pingSentAt ?? this.quietSince(conn)) + conn.keepaliveMs;
     this.keepaliveTimer = this.timers.setTimeout(
       () => this.onKeepaliveTimer(conn),
       Math.max(0, due - this.timers.now()),
@@ -925,7 +934,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
         }
         this.sendPing(conn, now);
       }
-    } else if (now >= conn.lastSentAt + k) {
+    } else if (now >= this.quietSince(conn) + k) {
       this.sendPing(conn, now);
     }
     this.armKeepalive(conn);

@@ -339,6 +339,29 @@ describe('VehicleClient keepalive (PROTOCOL.md 2.4)', () => {
     await peer.next(Cmd.PING);
   });
 
+  it('PINGs a gateway that answers nothing even while it publishes, and reconnects after 3 misses', async () => {
+    // 2.4 asks for a PING after KEEPALIVE without sending; a vehicle that publishes every 2 s never
+    // idles, so a gateway that takes the bytes but acks nothing would go unnoticed.
+    const h = setup();
+    const peer = await connected(h, { keepalive: 10, version: 1 });
+    const disc = nextEvent(h.client, 'disconnected');
+    const publish = async () => {
+      void h.client.publishTelemetry({ timestamp: 1_764_000_000_000 }).catch(() => undefined);
+      await settle();
+    };
+    for (let t = 0; t < 8; t++) {
+      h.timers.advance(2_000);
+      await publish();
+    }
+    // 10 s without a byte from the gateway, though the vehicle sent 2 s ago: a PING.
+    expect(peer.codes()).toContain(Cmd.PING);
+    for (let t = 0; t < 20; t++) {
+      h.timers.advance(2_000);
+      await publish();
+    }
+    expect(await disc).toMatchObject({ message: 'no PONG for 3 keepalive intervals' });
+  });
+
   it('answers a gateway PING with PONG echoing its DATA', async () => {
     const h = setup();
     const peer = await connected(h);
