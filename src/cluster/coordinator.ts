@@ -174,6 +174,15 @@ export class RedisCoordinator {
     );
     this.sub.on('message', (channel: string, text: string) => this.receive(channel, text));
     await this.sub.subscribe(this.channel(this.nodeId), this.eventsChannel);
+    // Sessions registered under this node id belong to an earlier life of it (kill -9 and a restart
+    // within the node TTL, so it was never reaped): this process holds none yet. Left alone, those
+    // vehicles would show online forever.
+    const stale = await this.releaseSessionsOf(this.nodeId);
+    if (stale > 0)
+      this.logger.warn(
+        { released: stale },
+        'sessions of this node id before its restart were released',
+      );
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => {
       void this.heartbeat().catch((err: unknown) =>
@@ -226,20 +235,28 @@ export class RedisCoordinator {
     let released = 0;
     for (const id of ids) {
       if (id === this.nodeId || (await this.isAlive(id))) continue;
-      const vehicles = await this.redis.smembers(this.nodeSessionsKey(id));
-      for (const vehicleId of vehicles) {
-        const cur = await this.lookup(vehicleId);
-        if (cur !== undefined && cur.nodeId === id) {
-          released += await this.release(vehicleId, cur.sessionId, id);
-        }
-      }
-      await this.redis.del(this.nodeSessionsKey(id));
+      const n = await this.releaseSessionsOf(id);
+      released += n;
       await this.redis.srem(this.nodesKey, id);
       this.logger.warn(
-        { nodeId: id, released },
+        { nodeId: id, released: n },
         'node stopped heartbeating: its sessions were released',
       );
     }
+    return released;
+  }
+
+  /** Releases every session the registry names on node `id`; returns how many. */
+  private async releaseSessionsOf(id: string): Promise<number> {
+    let released = 0;
+    const vehicles = await this.redis.smembers(this.nodeSessionsKey(id));
+    for (const vehicleId of vehicles) {
+      const cur = await this.lookup(vehicleId);
+      if (cur !== undefined && cur.nodeId === id) {
+        released += await this.release(vehicleId, cur.sessionId, id);
+      }
+    }
+    await this.redis.del(this.nodeSessionsKey(id));
     return released;
   }
 

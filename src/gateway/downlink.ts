@@ -32,7 +32,22 @@ function notCancellable(status: CommandStatus): VmcpError {
 }
 
 function newState(): DownlinkState {
-  return { known: new Map(), queue: [], inflight: new Set(), recording: new Set() };
+  return {
+    known: new Map(),
+    queue: [],
+    inflight: new Set(),
+    recording: new Set(),
+    highestSeq: 0,
+    syncing: 0,
+    pumpAgain: false,
+  };
+}
+
+/** Inserts `row` into a queue kept in seq order. */
+function insertBySeq(queue: CommandRow[], row: CommandRow): void {
+  let i = queue.length;
+  while (i > 0 && queue[i - 1]!.seq > row.seq) i--;
+  queue.splice(i, 0, row);
 }
 
 /** The session's downlink state, created on first use. */
@@ -80,11 +95,7 @@ export class Downlink {
     const s = this.gw.sessions.get(req.vehicleId);
     if (s !== undefined && s.state === 'connected') {
       // The session keeps its own copy: sending it changes its status, the caller's answer stays `pending`.
-      const queued = { ...row };
-      const state = stateOf(s);
-      state.known.set(row.seq, queued);
-      state.queue.push(queued);
-      this.pump(s);
+      void this.enqueue(s, { ...row });
     } else if (s !== undefined && s.state === 'connecting') {
       (s.lateCommands ??= []).push(row.id);
     } else if (this.gw.cluster !== undefined) {
@@ -143,6 +154,7 @@ export class Downlink {
     if (open.length === 0) return;
     const state = newState();
     const now = this.gw.clock.now();
+    state.highestSeq = Math.max(lastCommandSeq, open[open.length - 1]!.seq);
     for (const row of open) {
       state.known.set(row.seq, row);
       if (row.seq > lastCommandSeq) state.queue.push(row);
@@ -164,16 +176,23 @@ export class Downlink {
 
   /** Writes queued commands while the window has room (4.1: at most `commandWindow` without a final result). */
   pump(s: Session): void {
-    if (s.pumping || s.downlink === null || s.state !== 'connected') return;
+    const state = s.downlink;
+    if (state === null || state.syncing > 0 || s.state !== 'connected') return;
+    if (s.pumping) {
+      state.pumpAgain = true;
+      return;
+    }
     // 2.3: a session without command:receive is sent no command; they stay pending.
     if ((s.scopes & ScopeBit.COMMAND) === 0) return;
     s.pumping = true;
+    state.pumpAgain = false;
     this.pumpLoop(s)
       .catch((err: unknown) =>
         this.gw.logger.error({ err, vehicleId: s.vehicleId }, 'command delivery failed'),
       )
       .finally(() => {
         s.pumping = false;
+        if (state.pumpAgain) this.pump(s);
       });
   }
 
@@ -186,7 +205,12 @@ export class Downlink {
   private async pumpLoop(s: Session): Promise<void> {
     const state = s.downlink!;
     const window = this.gw.config.commandWindow;
-    while (state.queue.length > 0 && state.inflight.size < window && s.state === 'connected') {
+    while (
+      state.queue.length > 0 &&
+      state.inflight.size < window &&
+      state.syncing === 0 &&
+      s.state === 'connected'
+    ) {
       const row = state.queue.shift()!;
       const now = this.gw.clock.now();
       if (row.expiresAt <= now) {
@@ -247,14 +271,41 @@ export class Downlink {
   private async enqueueById(s: Session, commandId: string): Promise<void> {
     const row = await this.gw.store.getCommand(commandId);
     if (row === undefined || s.state !== 'connected') return;
+    if (row.status !== 'pending' && row.status !== 'delivered') return;
+    await this.enqueue(s, row);
+  }
+
+  /**
+   * Queues an open command in seq order (a notification may arrive after a later command was
+   * queued) and pumps. A seq past the highest this session has known + 1 may have lower ones,
+   * created on another node, whose notices are still on their way: those are read from the store
+   * first, and nothing is sent until they are queued (4.1: delivered in SEQ order).
+   */
+  private async enqueue(s: Session, row: CommandRow): Promise<void> {
     const state = stateOf(s);
     if (state.known.has(row.seq)) return;
-    if (row.status !== 'pending' && row.status !== 'delivered') return;
     state.known.set(row.seq, row);
-    // Keep the queue in seq order: a notification may arrive after a later command was queued.
-    let i = state.queue.length;
-    while (i > 0 && state.queue[i - 1]!.seq > row.seq) i--;
-    state.queue.splice(i, 0, row);
+    insertBySeq(state.queue, row);
+    const gap = row.seq > state.highestSeq + 1;
+    if (row.seq > state.highestSeq) state.highestSeq = row.seq;
+    if (gap) {
+      state.syncing++;
+      try {
+        const open = await this.gw.store.openCommands(s.vehicleId, this.gw.clock.now());
+        for (const r of open) {
+          if (r.seq >= row.seq || state.known.has(r.seq)) continue;
+          state.known.set(r.seq, r);
+          insertBySeq(state.queue, r);
+        }
+      } catch (err) {
+        this.gw.logger.warn(
+          { err: String(err), vehicleId: s.vehicleId },
+          'reading earlier open commands failed',
+        );
+      } finally {
+        state.syncing--;
+      }
+    }
     this.pump(s);
   }
 

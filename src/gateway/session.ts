@@ -54,6 +54,12 @@ export interface DownlinkState {
   inflight: Set<number>;
   /** Seqs whose final result (COMMAND_ACK) is being written to the store. */
   recording: Set<number>;
+  /** The highest command seq this session has known: a seq past it + 1 may have lower ones unseen. */
+  highestSeq: number;
+  /** Store reads in progress for such lower seqs: nothing is sent meanwhile (4.1: in SEQ order). */
+  syncing: number;
+  /** pump() was called while the delivery loop ran: run it once more when it ends. */
+  pumpAgain: boolean;
 }
 
 const kSession = Symbol('vmcp.session');
