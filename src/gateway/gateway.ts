@@ -86,6 +86,17 @@ type AuthOutcome =
 const SWEEP_MS = 500;
 const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
 const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
+const PING_TIMEOUT_MS = 2_000; // an idle store that does not answer a ping this fast is down
+
+/** `p`, or a rejection with `message` after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 const RETENTION_EVERY_MS = 10_000;
 const CONNECT_PROCESSING_LIMIT = 3; // × connectTimeoutMs for a CONNECT being authenticated and accepted
 const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
@@ -687,6 +698,14 @@ export class Gateway {
         try {
           await this.store.setMeta('health.probe', String(now));
           this.storeSucceeded();
+        } catch (err) {
+          this.storeFailed(err instanceof Error ? err : new Error(String(err)));
+        }
+      } else if (this.storeUp && !this.uplink.busy) {
+        // An idle gateway learns of an outage from a ping, not only from a failed write, so that
+        // /readyz says so (9) while no vehicle is writing.
+        try {
+          await withTimeout(this.store.ping(), PING_TIMEOUT_MS, 'store ping timed out');
         } catch (err) {
           this.storeFailed(err instanceof Error ? err : new Error(String(err)));
         }

@@ -346,6 +346,11 @@ describe('failures', () => {
     const during = await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK, 15_000);
     expect(during).toEqual({ seq: lastStored + 1, status: AckStatus.THROTTLED });
     expect((await fetch(`${nodes[0]!.httpUrl}/readyz`)).status).toBe(503);
+    // A node with no traffic at all notices too (a ping), within a few seconds.
+    await eventually(
+      async () => (await fetch(`${nodes[1]!.httpUrl}/readyz`)).status === 503,
+      8_000,
+    );
     await redis.restart();
     // The vehicle resends from the throttled seq until it is stored.
     const deadline = Date.now() + 20_000;
@@ -364,6 +369,7 @@ describe('failures', () => {
       Array.from({ length: lastStored }, (_, i) => i + 1),
     );
     await eventually(async () => (await fetch(`${nodes[0]!.httpUrl}/readyz`)).status === 200);
+    await eventually(async () => (await fetch(`${nodes[1]!.httpUrl}/readyz`)).status === 200);
     v.close();
   }, 60_000);
 
