@@ -111,7 +111,8 @@ return 1`;
 export class RedisCoordinator {
   readonly nodeId: string;
   private readonly prefix: string;
-  private readonly heartbeatMs: number;
+  /** How often this node writes its heartbeat (and so how often liveness is worth checking). */
+  readonly heartbeatMs: number;
   private readonly nodeTtlMs: number;
   private readonly logger: Logger;
   private readonly urls: string[];

@@ -939,18 +939,36 @@ export class Gateway {
       throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
     }
     if ('local' in where) return this.downlink.readSensor(where.local, channel, timeoutMs);
-    const reply = await this.cluster!.request(
-      where.remote.nodeId,
-      {
-        t: 'sensor',
-        vehicleId,
-        channel,
-        timeoutMs,
-        from: this.nodeId,
-        rid: this.cluster!.newRequestId(),
-      },
-      timeoutMs + 2_000,
-    );
+    const cluster = this.cluster!;
+    const nodeId = where.remote.nodeId;
+    // 9: a session that ends before the answer is 409, also when its node dies (kill -9) and can
+    // no longer say so: its heartbeat is watched while the read is out.
+    let watch: NodeJS.Timeout | undefined;
+    const nodeDied = new Promise<'dead'>((resolve) => {
+      watch = setInterval(() => {
+        void cluster.isAlive(nodeId).then(
+          (alive) => alive || resolve('dead'),
+          () => undefined, // Redis unreachable: the request's own timeout decides
+        );
+      }, cluster.heartbeatMs);
+      watch.unref();
+    });
+    const reply = await Promise.race([
+      cluster.request(
+        nodeId,
+        {
+          t: 'sensor',
+          vehicleId,
+          channel,
+          timeoutMs,
+          from: this.nodeId,
+          rid: cluster.newRequestId(),
+        },
+        timeoutMs + 2_000,
+      ),
+      nodeDied,
+    ]).finally(() => clearInterval(watch));
+    if (reply === 'dead') throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
     if (reply === undefined) throw new VmcpError('VMCP_ERR_TIMEOUT');
     if (!reply.ok) throw new VmcpError((reply.code ?? 'VMCP_ERR_VEHICLE_OFFLINE') as VmcpErrorCode);
     return { status: reply.status ?? 2, value: fromHex(reply.value ?? '') };

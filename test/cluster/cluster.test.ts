@@ -336,6 +336,24 @@ describe('failures', () => {
     }
   }, 60_000);
 
+  it('a sensor read routed to a node that dies is answered 409 vehicle_offline, not left to time out', async () => {
+    const extra = await startNode(3);
+    try {
+      const id = 'VIN-CL-SENSOR-DEATH';
+      await vehicleOn(extra, id);
+      const t0 = Date.now();
+      const read = api(nodes[0]!, 'GET', `/api/v1/vehicles/${id}/sensors/1?timeoutMs=20000`);
+      await new Promise((r) => setTimeout(r, 300)); // the read is out on the dying node
+      extra.child.kill('SIGKILL');
+      await extra.exited;
+      const res = await read;
+      expect(res).toMatchObject({ status: 409, body: { code: 'vehicle_offline' } });
+      expect(Date.now() - t0).toBeLessThan(10_000); // the node TTL is 1.5 s; the read's timeout 20 s
+    } finally {
+      await killNodes([extra]);
+    }
+  }, 60_000);
+
   it('Redis stopped and restarted under load: nothing acked is lost, the gateway resumes by itself', async () => {
     const id = 'VIN-CL-REDIS';
     const { v } = await vehicleOn(nodes[0]!, id);
