@@ -111,8 +111,7 @@ return 1`;
 export class RedisCoordinator {
   readonly nodeId: string;
   private readonly prefix: string;
-  /** How often this node writes its heartbeat (and so how often liveness is worth checking). */
-  readonly heartbeatMs: number;
+  private readonly heartbeatMs: number;
   private readonly nodeTtlMs: number;
   private readonly logger: Logger;
   private readonly urls: string[];
@@ -218,6 +217,24 @@ export class RedisCoordinator {
 
   async isAlive(nodeId: string): Promise<boolean> {
     return (await this.redis.exists(this.nodeKey(nodeId))) === 1;
+  }
+
+  /**
+   * Watches `nodeId` (every heartbeat interval): `gone` resolves once its heartbeat key has expired
+   * (kill -9: it can no longer say anything itself). A Redis error is no verdict. `stop()` ends it.
+   */
+  watchNode(nodeId: string): { gone: Promise<void>; stop: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    const gone = new Promise<void>((resolve) => {
+      timer = setInterval(() => {
+        this.isAlive(nodeId).then(
+          (alive) => alive || resolve(),
+          () => undefined,
+        );
+      }, this.heartbeatMs);
+      timer.unref();
+    });
+    return { gone, stop: () => clearInterval(timer) };
   }
 
   async liveNodes(): Promise<NodeInfo[]> {

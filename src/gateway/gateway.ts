@@ -87,6 +87,11 @@ const SWEEP_MS = 500;
 const LINGER_MS = 2_000; // a closing connection the peer does not close is destroyed after this
 const PROBE_MS = 1_000; // after a failed write, how often the store is tried again
 const PING_TIMEOUT_MS = 2_000; // an idle store that does not answer a ping this fast is down
+const RETENTION_EVERY_MS = 10_000;
+const CONNECT_PROCESSING_LIMIT = 3; // × connectTimeoutMs for a CONNECT being authenticated and accepted
+const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
+const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
+const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
 
 /** `p`, or a rejection with `message` after `ms`. */
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
@@ -97,11 +102,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
-const RETENTION_EVERY_MS = 10_000;
-const CONNECT_PROCESSING_LIMIT = 3; // × connectTimeoutMs for a CONNECT being authenticated and accepted
-const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
-const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
-const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
 
 function scopeBits(scopes: readonly string[]): number {
   let bits = 0;
@@ -942,17 +942,8 @@ export class Gateway {
     const cluster = this.cluster!;
     const nodeId = where.remote.nodeId;
     // 9: a session that ends before the answer is 409, also when its node dies (kill -9) and can
-    // no longer say so: its heartbeat is watched while the read is out.
-    let watch: NodeJS.Timeout | undefined;
-    const nodeDied = new Promise<'dead'>((resolve) => {
-      watch = setInterval(() => {
-        void cluster.isAlive(nodeId).then(
-          (alive) => alive || resolve('dead'),
-          () => undefined, // Redis unreachable: the request's own timeout decides
-        );
-      }, cluster.heartbeatMs);
-      watch.unref();
-    });
+    // no longer say so: that node is watched while the read is out.
+    const watch = cluster.watchNode(nodeId);
     const reply = await Promise.race([
       cluster.request(
         nodeId,
@@ -966,8 +957,8 @@ export class Gateway {
         },
         timeoutMs + 2_000,
       ),
-      nodeDied,
-    ]).finally(() => clearInterval(watch));
+      watch.gone.then(() => 'dead' as const),
+    ]).finally(watch.stop);
     if (reply === 'dead') throw new VmcpError('VMCP_ERR_VEHICLE_OFFLINE');
     if (reply === undefined) throw new VmcpError('VMCP_ERR_TIMEOUT');
     if (!reply.ok) throw new VmcpError((reply.code ?? 'VMCP_ERR_VEHICLE_OFFLINE') as VmcpErrorCode);
