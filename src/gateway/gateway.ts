@@ -136,7 +136,10 @@ export class Gateway {
   uplinkPaused = false;
 
   private readonly closingSince = new Map<Session, number>();
-  /** Ended sessions whose uplink is still in a commit, by vehicle: a new CONNECT waits for them. */
+  /**
+   * Ended sessions, by vehicle, until their uplink is durable and their connection shut: a new
+   * CONNECT (here or, by a takeover message, on another node) waits for them.
+   */
   private readonly settling = new Map<string, Session>();
   private readonly paused = new Set<Session>();
   private readonly vehicleLocks = new Map<string, Promise<void>>();
@@ -255,8 +258,7 @@ export class Gateway {
     if (cluster !== undefined && s.vehicleId !== '' && s.id !== '') {
       // Released once its uplink is durable, so a CONNECT on another node meanwhile still finds this
       // session and waits for it. Only removes the entry if it still names this session.
-      void this.uplink
-        .settle(s)
+      void this.ended(s)
         .then(() => cluster.release(s.vehicleId, s.id))
         .catch((err: unknown) =>
           this.logger.warn({ err: String(err), vehicleId: s.vehicleId }, 'registry release failed'),
@@ -264,12 +266,17 @@ export class Gateway {
     }
     this.downlink.detach(s);
     if (s.connectedAt !== 0) this.uplink.keepBucket(s);
-    if (s.vehicleId !== '' && s.inflight > 0) {
+    if (s.vehicleId !== '' && s.id !== '') {
       this.settling.set(s.vehicleId, s);
-      void this.uplink.settle(s).then(() => {
+      void this.ended(s).then(() => {
         if (this.settling.get(s.vehicleId) === s) this.settling.delete(s.vehicleId);
       });
     }
+  }
+
+  /** Resolves once an ended session's uplink is durable and its side of the connection shut. */
+  private async ended(s: Session): Promise<void> {
+    await Promise.all([this.uplink.settle(s), s.shutDown()]);
   }
 
   lingerUntilClosed(s: Session): void {
@@ -400,7 +407,9 @@ export class Gateway {
       return this.refuse(s, auth.status, auth.reason);
     }
     if (s.state !== 'connecting') return;
-    await this.withVehicleLock(msg.vehicleId, () => this.accept(s, msg, version, auth));
+    const accepting = this.withVehicleLock(msg.vehicleId, () => this.accept(s, msg, version, auth));
+    s.accepting = accepting;
+    await accepting;
     s.resumeAfterConnect();
     await this.downlink.catchUp(s);
     this.downlink.pump(s);
@@ -530,12 +539,12 @@ export class Gateway {
     const old = this.sessions.get(id);
     if (old !== undefined && old !== s) {
       old.disconnect(DisconnectReason.TAKEN_OVER, 'taken over by a new session');
-      await this.uplink.settle(old);
+      await this.ended(old);
     }
-    // A session of this vehicle that already ended may still have uplink in a commit: wait for it too,
-    // or NEXT_UPLINK_SEQ could be read before those seqs are durable.
+    // A session of this vehicle that already ended may still have uplink in a commit (or its FIN not
+    // out yet): wait for it too, or NEXT_UPLINK_SEQ could be read before those seqs are durable.
     const ended = this.settling.get(id);
-    if (ended !== undefined && ended !== s) await this.uplink.settle(ended);
+    if (ended !== undefined && ended !== s) await this.ended(ended);
     if (s.state !== 'connecting') return;
     this.sessions.set(id, s);
     s.vehicleId = id;
@@ -831,14 +840,20 @@ export class Gateway {
       case 'takeover': {
         const s = this.sessions.get(msg.vehicleId);
         if (s !== undefined && s.id === msg.sessionId) {
+          // A CONNECT still in progress here (CONNECTs racing on several nodes) finishes first: it
+          // gets its CONNACK and then TAKEN_OVER, as racing CONNECTs on one node do. Its own takeover
+          // of the session before it is part of that, so the newer CONNECT's wait covers the whole
+          // chain (claims are ordered, so the waits cannot form a cycle).
+          if (s.state === 'connecting') await s.accepting?.catch(() => undefined);
           if (s.state === 'connected')
             s.disconnect(DisconnectReason.TAKEN_OVER, 'taken over on another node');
-          else s.close('taken over on another node');
-          await this.uplink.settle(s);
+          else if (s.state === 'connecting') s.close('taken over on another node');
+          await this.ended(s);
         }
-        // An ended session whose uplink is still in a commit: answer once it is durable.
+        // The session already ended here (a CONNECT on this node took it over, or it closed): answer
+        // once its uplink is durable and its connection shut.
         const ended = this.settling.get(msg.vehicleId);
-        if (ended !== undefined && ended.id === msg.sessionId) await this.uplink.settle(ended);
+        if (ended !== undefined && ended.id === msg.sessionId) await this.ended(ended);
         return { ok: true };
       }
       case 'kick': {

@@ -119,6 +119,8 @@ export class Session implements FrameSink, MessageSink {
   authExpiresAt = Infinity;
   /** CONNECT received and being processed (auth, takeover); later messages wait in `held`. */
   connectStarted = false;
+  /** The CONNECT's acceptance (takeover, CONNACK) once past authentication; a takeover from another node waits on it. */
+  accepting: Promise<void> | undefined;
   held: [number, Uint8Array][] | null = null;
 
   // Uplink (3.2): next expected seq (optimistic, includes in-flight) and the durable consumed seq.
@@ -433,6 +435,25 @@ export class Session implements FrameSink, MessageSink {
     this.gw.sessionClosing(this, why, reason);
     this.stream.end();
     this.gw.lingerUntilClosed(this);
+  }
+
+  /**
+   * Resolves once our side of the connection is shut: the FIN is out ('finish', after what was
+   * written before it) or the stream is gone ('close': destroyed, or by the linger after LINGER_MS).
+   * A takeover waits on it so the old connection is closed before the new one's CONNACK (2).
+   */
+  shutDown(): Promise<void> {
+    const st = this.stream;
+    if (st.writableFinished || st.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        st.off('finish', done);
+        st.off('close', done);
+        resolve();
+      };
+      st.on('finish', done);
+      st.on('close', done);
+    });
   }
 
   destroy(why: string): void {

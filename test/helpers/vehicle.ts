@@ -15,6 +15,8 @@ import {
 export interface Received {
   code: number;
   data: Uint8Array;
+  /** performance.now() when it was decoded (orders messages across connections of one test). */
+  at: number;
 }
 
 export class TestVehicle {
@@ -29,7 +31,7 @@ export class TestVehicle {
     const decoder = new FrameDecoder(
       new MessageAssembler({
         onMessage: (code, data) => {
-          this.inbox.push({ code, data: data.slice() });
+          this.inbox.push({ code, data: data.slice(), at: performance.now() });
           this.wake();
         },
         onBrokenRun: () => undefined,

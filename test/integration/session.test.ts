@@ -356,6 +356,24 @@ describe('connected session', () => {
     b.close();
   });
 
+  it('shuts the old connection (its FIN is out) before it writes the new CONNACK', async () => {
+    // PROTOCOL.md 2: "closed before the new one gets its CONNACK". Watched on the gateway's side of
+    // the old connection: 'finish' is emitted once its shutdown (FIN) completed.
+    const id = vin();
+    const a = await gw.connected(id);
+    const where = await gw.app.gateway.locate(id);
+    if (where === undefined || !('local' in where)) throw new Error('session not found');
+    const order: string[] = [];
+    where.local.stream.once('finish', () => order.push('old shut'));
+    const b = await gw.vehicle();
+    const ack = await b.connect({ vehicleId: id, token: await gw.token(id) });
+    order.push('new CONNACK');
+    expect(ack.status).toBe(ConnackStatus.ACCEPTED);
+    expect(order).toEqual(['old shut', 'new CONNACK']);
+    await a.waitClosed();
+    b.close();
+  });
+
   it('keeps NEXT_UPLINK_SEQ exact when a takeover races uplink in flight', async () => {
     const id = vin();
     const a = await gw.connected(id);
