@@ -2,7 +2,10 @@
 // the API base URL and bearer token, JSON requests with the API's {"code","message"} errors, and a
 // server-sent events parser.
 import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 
 export type Out = (text: string) => void;
@@ -158,8 +161,63 @@ export function resolveBaseUrl(args: ParsedArgs, env: NodeJS.ProcessEnv): string
   return url.href.replace(/\/+$/, '');
 }
 
+/**
+ * One HTTP request with node:http(s), answered as a fetch Response. Not fetch itself: fetch parses
+ * the URL by the WHATWG rules, which resolve the path segments `.` and `..` (escaped as `%2E` too),
+ * and those are valid vehicle ids (PROTOCOL.md 2.1). Here the path goes out exactly as built.
+ */
+function sendHttp(
+  base: URL,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Response> {
+  const request = base.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolveResponse, reject) => {
+    const req = request(
+      {
+        protocol: base.protocol,
+        hostname: base.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: base.port,
+        method,
+        path: base.pathname.replace(/\/+$/, '') + path,
+        headers:
+          body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) },
+        signal,
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        const empty = method === 'HEAD' || status === 204 || status === 205 || status === 304;
+        if (empty) res.resume();
+        resolveResponse(
+          new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
+            status,
+            statusText: res.statusMessage ?? '',
+            headers: responseHeaders(res.headers),
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function responseHeaders(h: IncomingHttpHeaders): Headers {
+  const out = new Headers();
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) out.append(k, one);
+  }
+  return out;
+}
+
 function describeNetworkError(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
+  const direct = (e as Error & { code?: unknown }).code;
+  if (typeof direct === 'string') return `${direct} (${e.message})`;
   const cause = (e as Error & { cause?: unknown }).cause;
   if (cause instanceof Error) {
     const code = (cause as Error & { code?: unknown }).code;
@@ -191,6 +249,7 @@ function describeFailure(method: string, path: string, status: number, body: unk
 
 export function createApiClient(args: ParsedArgs, env: NodeJS.ProcessEnv = process.env): ApiClient {
   const baseUrl = resolveBaseUrl(args, env);
+  const base = new URL(baseUrl);
   const token = resolveAdminToken(args, env);
   const send = async (
     method: string,
@@ -200,12 +259,14 @@ export function createApiClient(args: ParsedArgs, env: NodeJS.ProcessEnv = proce
     signal: AbortSignal | undefined,
   ): Promise<Response> => {
     try {
-      return await fetch(`${baseUrl}${path}`, {
+      return await sendHttp(
+        base,
         method,
-        headers: { authorization: `Bearer ${token}`, ...headers },
+        path,
+        { authorization: `Bearer ${token}`, ...headers },
         body,
         signal,
-      });
+      );
     } catch (e) {
       if (signal?.aborted === true) throw e;
       throw new ApiError(
@@ -269,8 +330,9 @@ export async function runCommand(
   }
 }
 
+/** A vehicle or device id as a path segment; `.` and `..` escaped so no router reads a dot segment. */
 export function encodeId(id: string): string {
-  return encodeURIComponent(id);
+  return id === '.' || id === '..' ? id.replaceAll('.', '%2E') : encodeURIComponent(id);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -281,6 +281,19 @@ describe('vmcp send', () => {
     v.close();
   });
 
+  it('sends to the vehicle ids "." and ".." themselves, not as URL dot segments', async () => {
+    // Valid ids (PROTOCOL.md 2.1); fetch would resolve /vehicles/%2E/commands to /vehicles/commands.
+    for (const id of ['.', '..']) {
+      const v = await gw.connected(id);
+      const r = run(send, [id, 'door.lock', '--wait', '--timeout', '5s', ...conn]);
+      const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
+      expect(cmd.name).toBe('door.lock');
+      ack(v, cmd.seq, CommandResult.SUCCEEDED);
+      expect(await r).toMatchObject({ code: 0 });
+      v.close();
+    }
+  });
+
   it('--wait: a vehicle acking SUCCEEDED → exit 0 and the final command', async () => {
     const id = vin();
     const v = await gw.connected(id);

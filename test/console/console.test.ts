@@ -141,6 +141,12 @@ describe.skipIf(!RUN_BROWSER)('web console in Chromium', () => {
 
   it('shows the unauthorized error for a wrong token and keeps the console closed', async () => {
     await page.goto(`${gw.httpUrl}/console`);
+    // A token no header can carry is refused in the page as unauthorized, not as a network error.
+    await signIn('令牌');
+    await page
+      .getByRole('alert')
+      .filter({ hasText: 'unauthorized: a bearer token has only printable ASCII' })
+      .waitFor();
     await signIn('not-the-admin-token');
     const alert = page.getByRole('alert').filter({ hasText: 'unauthorized' });
     await alert.waitFor();
@@ -237,6 +243,40 @@ describe.skipIf(!RUN_BROWSER)('web console in Chromium', () => {
     await page.getByLabel('TTL in seconds (optional, default 86400)').fill('');
   });
 
+  it('sends params as typed: integers past 2^53, 1.50 and 1e400 reach the vehicle unchanged', async () => {
+    await page.getByLabel('Name').fill('charge.limit');
+    await page
+      .getByLabel('Params (JSON, optional)')
+      .fill('{"big": 12345678901234567890, "price": 1.50, "huge": 1e400, "id": 9007199254740993}');
+    await page.getByRole('button', { name: 'Send command' }).click();
+    const cmd = await v1.nextDecoded<CommandMessage>(Cmd.COMMAND, WAIT_MS);
+    expect(cmd.params).toBe(
+      '{"big":12345678901234567890,"price":1.50,"huge":1e400,"id":9007199254740993}',
+    );
+    v1.send(Cmd.COMMAND_ACK, encodeCommandAck({ seq: cmd.seq, result: CommandResult.SUCCEEDED }));
+    const row = page.locator('#commands-body tr', { hasText: 'charge.limit' });
+    await row.locator('.badge', { hasText: /^succeeded$/ }).waitFor();
+    await page.getByLabel('Params (JSON, optional)').fill('');
+  });
+
+  it('says why the valid ids "." and ".." cannot be used from a browser, and sends nothing', async () => {
+    const posts = commandPosts.length;
+    for (const id of ['.', '..']) {
+      await page.getByLabel('Open vehicle by id').fill(id);
+      await page.getByRole('button', { name: 'Open', exact: true }).click();
+      await page
+        .locator('#vehicle-error', { hasText: `cannot put the vehicle id "${id}" in a URL path` })
+        .waitFor();
+      await page.getByLabel('Name').fill('door.lock');
+      await page.getByRole('button', { name: 'Send command' }).click();
+      await page.locator('#cmd-error', { hasText: 'dot segment' }).waitFor();
+      await page.getByLabel('Channel (0–255)').fill('1');
+      await page.getByRole('button', { name: 'Read sensor' }).click();
+      await page.locator('#sensor-error', { hasText: 'dot segment' }).waitFor();
+    }
+    expect(commandPosts.length).toBe(posts);
+  });
+
   it('cancels a pending command of a vehicle never seen, and shows API errors', async () => {
     await page.getByLabel('Open vehicle by id').fill('VIN-CON-NEVER');
     await page.getByRole('button', { name: 'Open', exact: true }).click();
@@ -310,6 +350,12 @@ describe.skipIf(!RUN_BROWSER)('web console in Chromium', () => {
     await page.getByLabel('Online only').check();
     await vehicleRow('VIN-CON-2').waitFor({ state: 'detached' });
     await badgeOf('VIN-CON-1', 'online').waitFor();
+    expect(await page.locator('#vehicles-body tr').count()).toBe(1);
+    // With "Online only", a vehicle that connects appears and one that disconnects leaves the list.
+    const v3 = await gw.connected('VIN-CON-3');
+    await badgeOf('VIN-CON-3', 'online').waitFor();
+    v3.close();
+    await vehicleRow('VIN-CON-3').waitFor({ state: 'detached' });
     expect(await page.locator('#vehicles-body tr').count()).toBe(1);
     await page.getByLabel('Online only').uncheck();
     await page.getByLabel('Per page').selectOption('25');

@@ -113,7 +113,8 @@ export const CONSOLE_SCRIPT = String.raw`
     var init = { method: method, cache: 'no-store', headers: authHeaders({ Accept: 'application/json' }) };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
+      // A string is a JSON text already (command params go as the operator typed them).
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
     }
     var res;
     try {
@@ -136,6 +137,16 @@ export const CONSOLE_SCRIPT = String.raw`
   }
 
   function enc(s) { return encodeURIComponent(s); }
+
+  // A vehicle id as a path segment. The ids "." and ".." are valid (PROTOCOL.md 2.1) but a browser
+  // resolves them as dot segments, escaped or not, so the request would go to another resource.
+  function vehicleSegment(id) {
+    if (id === '.' || id === '..') {
+      throw new ApiError(0, 'not_addressable', 'a browser cannot put the vehicle id "' + id +
+        '" in a URL path (it is a dot segment); use a client that sends the path as is, such as vmcp or curl --path-as-is');
+    }
+    return encodeURIComponent(id);
+  }
 
   // ---- state ----
 
@@ -226,6 +237,13 @@ export const CONSOLE_SCRIPT = String.raw`
     if (!token) {
       $('token').setAttribute('aria-invalid', 'true');
       showAlert('Enter the admin token.');
+      $('token').focus();
+      return;
+    }
+    // A bearer token is printable ASCII (RFC 6750); fetch would refuse other characters in a header.
+    if (/[^!-~]/.test(token)) {
+      $('token').setAttribute('aria-invalid', 'true');
+      showAlert('unauthorized: a bearer token has only printable ASCII characters and no spaces — enter the admin token again.');
       $('token').focus();
       return;
     }
@@ -387,7 +405,7 @@ export const CONSOLE_SCRIPT = String.raw`
     if (id === null) return;
     var gen = ++state.vehicleGen;
     try {
-      var v = await api('GET', '/api/v1/vehicles/' + enc(id));
+      var v = await api('GET', '/api/v1/vehicles/' + vehicleSegment(id));
       if (gen !== state.vehicleGen) return;
       var live = state.vehicle && state.vehicle.id === id ? state.recent : [];
       state.vehicle = v;
@@ -419,7 +437,7 @@ export const CONSOLE_SCRIPT = String.raw`
     for (var i = 0; i < windows.length; i++) {
       var after = Math.max(0, last - windows[i]);
       var limit = Math.min(1000, windows[i] + 50);
-      var page = await api('GET', '/api/v1/vehicles/' + enc(id) + '/uplink?afterSeq=' + after + '&limit=' + limit);
+      var page = await api('GET', '/api/v1/vehicles/' + vehicleSegment(id) + '/uplink?afterSeq=' + after + '&limit=' + limit);
       items = page.items || [];
       if (items.length >= RECENT_MAX || after === 0) break;
     }
@@ -622,6 +640,7 @@ export const CONSOLE_SCRIPT = String.raw`
     var paramsText = paramsInput.value.trim();
     if (paramsText) {
       try {
+        // Checked here; sent as typed, so numbers past 2^53, 1.50 or 1e400 reach the vehicle unchanged.
         body.params = JSON.parse(paramsText);
       } catch (e) {
         return setInvalid(paramsInput, 'Params must be valid JSON: ' + e.message, errorBox);
@@ -636,10 +655,12 @@ export const CONSOLE_SCRIPT = String.raw`
       }
       body.ttlMs = ttl * 1000;
     }
+    var bodyText = '{"name":' + JSON.stringify(name) + (paramsText ? ',"params":' + paramsText : '') +
+      (body.ttlMs !== undefined ? ',"ttlMs":' + body.ttlMs : '') + '}';
     var button = $('cmd-send');
     button.disabled = true;
     try {
-      var accepted = await api('POST', '/api/v1/vehicles/' + enc(vehicleId) + '/commands', body);
+      var accepted = await api('POST', '/api/v1/vehicles/' + vehicleSegment(vehicleId) + '/commands', bodyText);
       upsertCommand({ id: accepted.id, vehicleId: vehicleId, seq: accepted.seq, name: name, status: accepted.status,
         result: null, params: body.params === undefined ? null : body.params, createdAt: Date.now(),
         expiresAt: accepted.expiresAt });
@@ -678,7 +699,7 @@ export const CONSOLE_SCRIPT = String.raw`
     button.disabled = true;
     button.textContent = 'Reading…';
     try {
-      var r = await api('GET', '/api/v1/vehicles/' + enc(vehicleId) + '/sensors/' + channel + '?timeoutMs=' + timeoutMs);
+      var r = await api('GET', '/api/v1/vehicles/' + vehicleSegment(vehicleId) + '/sensors/' + channel + '?timeoutMs=' + timeoutMs);
       if (vehicleId === state.selected) {
         var hex = typeof r.value === 'string' ? r.value : '';
         out.textContent = 'Channel ' + r.channel + ': ' + (hex ? '0x' + hex : '(empty)') + ' — ' + (hex.length / 2) + ' byte' +
@@ -773,6 +794,8 @@ export const CONSOLE_SCRIPT = String.raw`
         setBadge(row, true);
       } else if (row.session === null || row.session === p.sessionId) {
         setBadge(row, false);
+        // "Online only" lists live sessions: the page is read again without it.
+        if ($('online-only').checked) debounce('vehicles', 300, reloadVehicles);
       }
     } else if (p.online && belongsOnPage(p.vehicleId)) {
       debounce('vehicles', 300, reloadVehicles);
