@@ -55,6 +55,9 @@ export async function main(
     return 0;
   }
   const run = COMMANDS[command];
+  // `-h` asks for help as `--help` does, for every command (up to a `--`).
+  const end = rest.indexOf('--');
+  for (let i = 0; i < (end < 0 ? rest.length : end); i++) if (rest[i] === '-h') rest[i] = '--help';
   if (run === undefined) {
     err(`vmcp: unknown command '${command}'\n${USAGE}`);
     return 2;

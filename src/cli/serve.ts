@@ -19,10 +19,17 @@ export async function serve(
   out: (t: string) => void,
   err: (t: string) => void,
 ): Promise<number> {
-  const { flags } = parseFlags(argv);
+  const { flags, positional } = parseFlags(argv);
   if (flags.help === true) {
     out(SERVE_HELP);
     return 0;
+  }
+  // Every option is a --flag: a stray word or a short flag is a mistake, not something to ignore.
+  if (positional.length > 0) {
+    err(
+      `vmcp serve: unexpected argument ${JSON.stringify(positional[0])}\nRun 'vmcp serve --help' for usage.\n`,
+    );
+    return 2;
   }
   let config;
   try {

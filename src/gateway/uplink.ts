@@ -161,11 +161,11 @@ export class UplinkPipeline {
     });
   }
 
-  /** Sends an UPLINK_ACK now (answers that consume nothing). */
-  answer(s: Session, seq: number, status: number): void {
+  /** Sends an UPLINK_ACK now (answers that consume nothing); it answers `messages` messages. */
+  answer(s: Session, seq: number, status: number, messages = 1): void {
     const buf = Buffer.allocUnsafe(UPLINK_ACK_FRAME_BYTES);
     writeUplinkAckFrame(buf, 0, seq, status);
-    this.gw.metrics.ack(status);
+    this.gw.metrics.ack(status, messages);
     this.gw.metrics.messageOut(Cmd.UPLINK_ACK);
     s.write(buf);
   }
@@ -277,22 +277,26 @@ export class UplinkPipeline {
     const gw = this.gw;
     const live = s.state !== 'closed';
     const hasListeners = gw.events.listenerCount('uplink') > 0;
+    // Messages the pending cumulative STORED answers (the metric counts messages, not frames).
+    let runMessages = 0;
     for (const w of group) {
       if (w.write && w.seq > s.uplinkDurable) s.uplinkDurable = w.seq;
       if (hasListeners && w.record !== null && w.write) gw.events.emit('uplink', w.record);
       if (w.ack === NO_ACK || !live) continue;
       if (w.ack === AckStatus.STORED) {
         s.ackRun = w.ackSeq; // coalesced: one cumulative STORED for a run of STORED seqs (3.2)
+        runMessages++;
         continue;
       }
       if (s.ackRun !== 0) {
-        this.answer(s, s.ackRun, AckStatus.STORED);
+        this.answer(s, s.ackRun, AckStatus.STORED, runMessages);
         s.ackRun = 0;
+        runMessages = 0;
       }
       this.answer(s, w.ackSeq, w.ack);
     }
     if (s.ackRun !== 0) {
-      if (live) this.answer(s, s.ackRun, AckStatus.STORED);
+      if (live) this.answer(s, s.ackRun, AckStatus.STORED, runMessages);
       s.ackRun = 0;
     }
   }

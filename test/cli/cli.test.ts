@@ -1,8 +1,9 @@
 // The API client commands (`vmcp device|send|tail`) run in-process against a real gateway.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { TokenService } from '../../src/auth/tokens.js';
 import { device } from '../../src/cli/device.js';
 import { main } from '../../src/cli/main.js';
 import { send } from '../../src/cli/send.js';
@@ -96,6 +97,61 @@ describe('--help', () => {
     const r = await run(main, ['tail', '--help']);
     expect(r.code).toBe(0);
     expect(r.out).toContain('Usage: vmcp tail');
+  });
+});
+
+describe('vmcp token, and -h for every command', () => {
+  it('-h prints help for every command through main, and starts nothing (serve, sim, token)', async () => {
+    for (const c of ['serve', 'token', 'sim', 'device', 'send', 'tail']) {
+      const r = await run(main, [c, '-h']);
+      expect(r, c).toMatchObject({ code: 0 });
+      expect(r.out, c).toMatch(/^Usage/);
+    }
+  });
+
+  it('serve refuses a stray word or a short flag instead of ignoring it', async () => {
+    const r = await run(main, ['serve', '-x']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/unexpected argument "-x"/);
+  });
+
+  it('refuses unknown flags; --scopes (as in device add) and --scope set the scopes', async () => {
+    const secret = ['--jwt-secret', 'cli-token-secret'];
+    const typo = await run(main, [
+      'token',
+      '--vehicle',
+      'V1',
+      '--scoeps',
+      'event:publish',
+      ...secret,
+    ]);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/--scoeps/);
+    const tokens = await TokenService.create({ hs256Secret: 'cli-token-secret' });
+    for (const flag of ['--scopes', '--scope']) {
+      const r = await run(main, ['token', '--vehicle', 'V1', flag, 'event:publish', ...secret]);
+      expect(r.code).toBe(0);
+      const v = await tokens.verify(r.out.trim(), Date.now());
+      expect(v).toMatchObject({ ok: true, token: { subject: 'V1', scopes: ['event:publish'] } });
+    }
+  });
+
+  it("signs with the data dir's secret, and never invents one where the gateway has none", async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'vmcp-token-'));
+    try {
+      vi.stubEnv('VMCP_JWT_SECRET', '');
+      const r = await run(main, ['token', '--vehicle', 'V1', '--data-dir', empty]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(/no JWT secret: pass --jwt-secret, set VMCP_JWT_SECRET/);
+      expect(readdirSync(empty)).toEqual([]);
+      writeFileSync(join(empty, 'jwt-secret'), 'the-gateways-secret\n');
+      const ok = await run(main, ['token', '--vehicle', 'V1', '--data-dir', empty]);
+      expect(ok.code).toBe(0);
+      const tokens = await TokenService.create({ hs256Secret: 'the-gateways-secret' });
+      expect(await tokens.verify(ok.out.trim(), Date.now())).toMatchObject({ ok: true });
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import {
   ConnackStatus,
   DisconnectReason,
   encodeConnect,
+  encodeDisconnect,
   encodeMessage,
   encodeTelemetry,
   type ConnackMessage,
@@ -491,7 +492,24 @@ describe('observability and API surface', () => {
         expect(
           value(/^vmcp_messages_total\{direction="out",command="UPLINK_ACK"\} (\d+)/m),
         ).toBeGreaterThanOrEqual(1);
-        expect(value(/^vmcp_uplink_acks_total\{status="STORED"\} (\d+)/m)).toBeGreaterThan(0);
+        expect(value(/^vmcp_uplink_acks_total\{status="STORED"\} (\d+)/m)).toBe(5);
+        // 20 messages in one write: fewer STORED frames (cumulative, 3.2), yet 20 messages answered.
+        v.sendRaw(
+          Buffer.concat(
+            Array.from({ length: 20 }, (_, i) =>
+              encodeMessage(Cmd.TELEMETRY, encodeTelemetry({ seq: 6 + i, timestamp: T + 6 + i })),
+            ),
+          ),
+        );
+        while ((await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK)).seq < 25);
+        const after = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+        expect(after).toMatch(/^vmcp_uplink_acks_total\{status="STORED"\} 25$/m);
+        // A vehicle's DISCONNECT is counted by its REASON.
+        v.send(Cmd.DISCONNECT, encodeDisconnect({ reason: DisconnectReason.NORMAL }));
+        await v.waitClosed();
+        const closed = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+        expect(closed).toMatch(/^vmcp_disconnects_total\{reason="NORMAL"\} 1$/m);
+        expect(closed).not.toMatch(/^vmcp_disconnects_total\{reason="closed"\} [1-9]/m);
         expect(text).toMatch(/^# TYPE vmcp_store_commit_seconds histogram$/m);
         expect(value(/^vmcp_store_commit_seconds_count (\d+)/m)).toBeGreaterThan(0);
 

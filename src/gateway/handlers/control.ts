@@ -20,9 +20,12 @@ export function onPing(s: Session, data: Uint8Array): void {
 /** A PONG answers our PING; receiving it already counted as traffic. */
 export function onPong(): void {}
 
-/** 6: the gateway does not answer a vehicle's DISCONNECT: it closes the connection. */
-export function onDisconnect(s: Session): void {
-  s.close('vehicle disconnected');
+/**
+ * 6: the gateway does not answer a vehicle's DISCONNECT: it closes the connection. The vehicle's
+ * REASON (its first byte, when there is one) is what the disconnect metric counts.
+ */
+export function onDisconnect(s: Session, data: Uint8Array): void {
+  s.close('vehicle disconnected', data.length > 0 ? data[0] : undefined);
 }
 
 /** A vehicle's ERROR is logged; it never changes the session state (6). */
