@@ -2,7 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { HEX_BYTE } from '../protocol/bytes.js';
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+// Lowercase hex only (W3C Trace Context: a parent-id with uppercase hex is invalid, not folded).
+// Version 00 is exactly these 55 characters; a later version may append fields, each after a '-'.
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/s;
 
 export interface TraceContext {
   traceId: string;
@@ -10,11 +12,16 @@ export interface TraceContext {
   flags: string;
 }
 
-/** Parses a traceparent header; undefined when absent or invalid (all-zero ids are invalid). */
+/**
+ * Parses a traceparent header (W3C Trace Context level 1); undefined when absent or invalid:
+ * version ff, uppercase hex, all-zero ids, or version 00 with anything after its flags. A higher
+ * version is read by its first four fields, so its trace is continued.
+ */
 export function parseTraceparent(value: string | undefined): TraceContext | undefined {
   if (value === undefined) return undefined;
-  const m = TRACEPARENT.exec(value.trim().toLowerCase());
+  const m = TRACEPARENT.exec(value.trim());
   if (!m || m[1] === 'ff') return undefined;
+  if (m[1] === '00' && m[5] !== undefined) return undefined;
   if (/^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined;
   return { traceId: m[2]!, spanId: m[3]!, flags: m[4]! };
 }

@@ -26,3 +26,38 @@ describe('UplinkTracer', () => {
     expect(span(a.traceparent(1))).not.toBe(span(b.traceparent(1)));
   });
 });
+
+describe('parseTraceparent (W3C Trace Context level 1)', () => {
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const span = '00f067aa0ba902b7';
+  it('continues a valid version 00 header, with surrounding whitespace trimmed', () => {
+    expect(parseTraceparent(` 00-${trace}-${span}-01 `)).toEqual({
+      traceId: trace,
+      spanId: span,
+      flags: '01',
+    });
+  });
+
+  it.each([
+    ['uppercase trace id', `00-${trace.toUpperCase()}-${span}-01`],
+    ['uppercase parent id', `00-${trace}-${span.toUpperCase()}-01`],
+    ['uppercase flags', `00-${trace}-${span}-0A`],
+    ['version ff', `ff-${trace}-${span}-01`],
+    ['version 00 with a field after the flags', `00-${trace}-${span}-01-extra`],
+    ['all-zero trace id', `00-${'0'.repeat(32)}-${span}-01`],
+    ['all-zero parent id', `00-${trace}-${'0'.repeat(16)}-01`],
+    ['a short trace id', `00-${trace.slice(1)}-${span}-01`],
+    ['a higher version without a dash after the flags', `cc-${trace}-${span}-01x`],
+  ])('ignores %s', (_name, header) => {
+    expect(parseTraceparent(header)).toBeUndefined();
+  });
+
+  it('reads a higher version by its first four fields, so its trace continues', () => {
+    expect(parseTraceparent(`cc-${trace}-${span}-01-what-the-future-will-be-like`)).toEqual({
+      traceId: trace,
+      spanId: span,
+      flags: '01',
+    });
+    expect(parseTraceparent(`01-${trace}-${span}-00`)).toMatchObject({ traceId: trace });
+  });
+});
