@@ -204,8 +204,9 @@ export class Gateway {
     return (this.storeUp || this.now >= this.probeAt) && !this.diskLow;
   }
 
+  /** /readyz: the store takes writes, the disk is above the floor, and the gateway is not draining. */
   get ready(): boolean {
-    return this.storeUp && !this.draining;
+    return this.storeUp && !this.diskLow && !this.draining;
   }
 
   get connectedCount(): number {
@@ -769,6 +770,8 @@ export class Gateway {
       const st = await statfs(this.config.dataDir);
       const free = st.bavail * st.bsize;
       const low = free < this.config.diskFloorBytes;
+      this.metrics.diskFree.set(free);
+      this.metrics.diskBelowFloor.set(low ? 1 : 0);
       if (low !== this.diskLow)
         this.logger.warn(
           { freeBytes: free, floorBytes: this.config.diskFloorBytes, low },

@@ -20,6 +20,12 @@ const LOOP_SCANNING_DEFAULTS = [
   'process_open_fds',
 ];
 
+/**
+ * prom-client defaults that break Prometheus naming (promtool check metrics): a gauge named
+ * `_total`. nodejs_active_requests (by type) carries the same count.
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_requests_total'];
+
 /** How long a count of open file descriptors is reused: a scan of 18,000 costs ~23 ms of CPU. */
 export const OPEN_FDS_REFRESH_MS = 10_000;
 
@@ -97,6 +103,16 @@ export class GatewayMetrics {
     help: '1 while the store accepts writes, 0 after a failed write until it recovers',
     registers: [this.registry],
   });
+  readonly diskFree = new Gauge({
+    name: 'vmcp_disk_free_bytes',
+    help: 'Free bytes in the data dir, as last checked (every 5 s while a disk floor is set)',
+    registers: [this.registry],
+  });
+  readonly diskBelowFloor = new Gauge({
+    name: 'vmcp_disk_below_floor',
+    help: '1 while free disk is below --disk-floor: uplink is answered THROTTLED and /readyz 503',
+    registers: [this.registry],
+  });
   readonly commands = new Counter({
     name: 'vmcp_commands_total',
     help: 'Downlink command status changes',
@@ -124,7 +140,8 @@ export class GatewayMetrics {
   constructor(options: MetricsOptions = {}) {
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
-      for (const name of LOOP_SCANNING_DEFAULTS) this.registry.removeSingleMetric(name);
+      for (const name of [...LOOP_SCANNING_DEFAULTS, ...MISNAMED_DEFAULTS])
+        this.registry.removeSingleMetric(name);
       if (process.platform === 'linux')
         openFdsGauge(this.registry, options.openFdsRefreshMs ?? OPEN_FDS_REFRESH_MS);
     }

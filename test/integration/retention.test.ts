@@ -66,6 +66,11 @@ describe('free-disk floor', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(ack).toEqual({ seq, status: AckStatus.THROTTLED });
+      // Shedding shows: not ready, and the metrics say why.
+      expect((await fetch(`${gw.httpUrl}/readyz`)).status).toBe(503);
+      const text = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+      expect(text).toMatch(/^vmcp_disk_below_floor 1$/m);
+      expect(text).toMatch(/^vmcp_disk_free_bytes \d+/m);
       v.close();
     } finally {
       await gw.stop();

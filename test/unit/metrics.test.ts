@@ -45,6 +45,20 @@ describe('GatewayMetrics defaults', () => {
     sockets = undefined;
   });
 
+  it('follows Prometheus naming: every *_total is a counter, every counter ends in _total', async () => {
+    const m = new GatewayMetrics();
+    m.ack(0, 3);
+    const text = await m.text();
+    const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(([, name, type]) => ({
+      name: name!,
+      type: type!,
+    }));
+    expect(types.length).toBeGreaterThan(10);
+    for (const { name, type } of types) {
+      expect(type === 'counter', `${name} is a ${type}`).toBe(name.endsWith('_total'));
+    }
+  });
+
   it('leaves out the collectors that walk every handle, keeps the process metrics', async () => {
     const text = await new GatewayMetrics().text();
     for (const name of ['nodejs_active_handles', 'nodejs_active_resources'])
