@@ -41,6 +41,9 @@ export async function serve(
     }
     throw e;
   }
+  // stdout and stderr may be pipes whose reader is gone (`vmcp serve | head -1`): a failed write of
+  // a log line or of the banner below is dropped, not fatal.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const logger = createLogger(config.logLevel);
   let app: GatewayApp;
   try {

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../src/auth/tokens.js';
@@ -235,6 +236,70 @@ describe('readiness and shutdown', () => {
       await stopProcess(gw, 1_000);
     }
   }, 30_000);
+});
+
+describe('a log reader that is gone', () => {
+  it('stdout and stderr pipes closed before the first line: the gateway serves, and SIGTERM stops it', async () => {
+    const free = async (): Promise<number> => {
+      const srv = createServer();
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      const { port } = srv.address() as AddressInfo;
+      await new Promise<void>((r) => srv.close(() => r()));
+      return port;
+    };
+    const [vport, hport] = [await free(), await free()];
+    const child = spawn(
+      process.execPath,
+      [
+        VMCP_BIN,
+        'serve',
+        '--listen',
+        `127.0.0.1:${vport}`,
+        '--http',
+        `127.0.0.1:${hport}`,
+        '--data-dir',
+        tempDir(),
+        '--log-level',
+        'info',
+      ],
+      {
+        env: { ...process.env, VMCP_JWT_SECRET: SECRET, VMCP_ADMIN_TOKEN: ADMIN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    // Nobody reads: every write to stdout (logs) and stderr (the banner) fails with EPIPE.
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+    const exited = new Promise<number | string>((r) =>
+      child.on('exit', (code, signal) => r(code ?? signal ?? -1)),
+    );
+    try {
+      // Bounded: a hung gateway fails here (and is killed below), not by the test's timeout.
+      let health = 0;
+      for (const deadline = Date.now() + 10_000; health !== 200 && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 100));
+        health = await fetch(`http://127.0.0.1:${hport}/healthz`, {
+          signal: AbortSignal.timeout(1_000),
+        }).then(
+          (r) => r.status,
+          () => 0,
+        );
+      }
+      expect(health).toBe(200);
+      const v = await TestVehicle.open(vport);
+      const ack = await v.connect({ vehicleId: 'VIN-PIPE-1', token: await tokenFor('VIN-PIPE-1') });
+      expect(ack.status).toBe(ConnackStatus.ACCEPTED);
+      v.close();
+      child.kill('SIGTERM');
+      const code = await Promise.race([
+        exited,
+        new Promise<string>((r) => setTimeout(() => r('still running 15 s after SIGTERM'), 15_000)),
+      ]);
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }, 40_000);
 });
 
 describe('invalid configuration', () => {
