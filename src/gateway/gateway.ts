@@ -13,6 +13,7 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import {
   Cmd,
   CommandRegistry,
+  CONNACK_STATUS_NAMES,
   ConnackStatus,
   DISCONNECT_REASON_NAMES,
   DisconnectReason,
@@ -229,7 +230,13 @@ export class Gateway {
     if (from !== 'closed') this.metrics.connections.labels(from).dec();
     if (to !== 'closed') this.metrics.connections.labels(to).inc();
     this.logger.debug(
-      { sessionId: s.id, vehicleId: s.vehicleId || undefined, from, to, reason },
+      {
+        sessionId: s.id || undefined,
+        vehicleId: s.vehicleId || s.connectId || undefined,
+        from,
+        to,
+        reason,
+      },
       'session state',
     );
   }
@@ -334,6 +341,17 @@ export class Gateway {
     if (s.state !== 'connecting') return;
     const msg: ConnackMessage = { status, version: 0, reason, retryAfterMs, redirect };
     this.metrics.connacks.labels(String(status)).inc();
+    // Every refusal is logged alike; SERVER_BUSY (overload, draining) only at debug: under a storm
+    // the metric counts them without a log line each.
+    this.logger[status === ConnackStatus.SERVER_BUSY ? 'debug' : 'info'](
+      {
+        vehicleId: s.connectId || undefined,
+        remote: s.info.remoteAddress,
+        status: CONNACK_STATUS_NAMES[status] ?? status,
+        reason,
+      },
+      'CONNECT refused',
+    );
     s.sendMessage(Cmd.CONNACK, encodeConnack(msg));
     s.close(`connect refused: ${reason}`);
   }
@@ -350,6 +368,7 @@ export class Gateway {
       if (!isVmcpError(err)) throw err;
       return this.refuse(s, ConnackStatus.INVALID, err.message);
     }
+    s.connectId = msg.vehicleId;
     const version = Math.min(msg.versionMax, MAX_VERSION);
     if (version < Math.max(msg.versionMin, MIN_VERSION)) {
       return this.refuse(
@@ -401,10 +420,6 @@ export class Gateway {
     if (!auth.ok) {
       if (auth.status === ConnackStatus.BAD_CREDENTIALS && msg.credential !== undefined)
         this.countAuthFailure(ip);
-      this.logger.info(
-        { vehicleId: msg.vehicleId, remote: ip, status: auth.status, reason: auth.reason },
-        'CONNECT refused',
-      );
       return this.refuse(s, auth.status, auth.reason);
     }
     if (s.state !== 'connecting') return;
@@ -802,6 +817,18 @@ export class Gateway {
 
   commandChanged(row: CommandRow): void {
     this.metrics.commands.labels(row.status).inc();
+    // A command's end is logged with its trace, like its acceptance (API) and its sending.
+    if (row.status !== 'pending' && row.status !== 'delivered')
+      this.logger.info(
+        {
+          vehicleId: row.vehicleId,
+          commandId: row.id,
+          seq: row.seq,
+          status: row.status,
+          traceparent: row.traceparent ?? undefined,
+        },
+        'command finished',
+      );
     this.events.emit('command', row);
     this.cluster?.broadcast('command', row).catch(() => undefined);
   }

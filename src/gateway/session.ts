@@ -105,6 +105,8 @@ export class Session implements FrameSink, MessageSink {
   /** Monotonic ordinal of the connection, for grouping and logs. */
   readonly ordinal = ++sessionCounter;
   vehicleId = '';
+  /** The VEHICLE_ID its CONNECT named, once decoded (logs of a refused connection carry it). */
+  connectId = '';
   version = 0;
   scopes = 0;
   keepaliveS = 0;

@@ -78,6 +78,14 @@ export const ConnackStatus = {
   INVALID: 0x05,
 } as const;
 export type ConnackStatusCode = (typeof ConnackStatus)[keyof typeof ConnackStatus];
+export const CONNACK_STATUS_NAMES = [
+  'ACCEPTED',
+  'UNSUPPORTED_VERSION',
+  'BAD_CREDENTIALS',
+  'FORBIDDEN',
+  'SERVER_BUSY',
+  'INVALID',
+] as const;
 
 /** TELEMETRY / EVENT TLV tags (3.1). */
 export const UplinkTag = {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GatewayApp } from '../../src/app.js';
 import { TokenService } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config/index.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { silentLogger, type Logger } from '../../src/observability/logger.js';
 import { TestVehicle } from './vehicle.js';
 
 export const JWT_SECRET = 'integration-test-secret';
@@ -34,6 +34,7 @@ export interface TestGateway {
 export async function startGateway(
   flags: Record<string, unknown> = {},
   dataDir?: string,
+  logger: Logger = silentLogger(),
 ): Promise<TestGateway> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'vmcp-it-'));
   const config = loadConfig({
@@ -47,7 +48,7 @@ export async function startGateway(
       ...flags,
     },
   });
-  const app = await GatewayApp.start(config, { logger: silentLogger(), defaultMetrics: false });
+  const app = await GatewayApp.start(config, { logger, defaultMetrics: false });
   const tokens = await TokenService.create({ hs256Secret: JWT_SECRET });
   const port = app.addresses.vehicle.port;
   const httpUrl = `http://127.0.0.1:${app.addresses.http.port}`;

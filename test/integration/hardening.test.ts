@@ -1,14 +1,19 @@
 // Overload and limits over real sockets: connection cap, connect rate, carrier-NAT bursts, failed-auth limit, write backpressure; then the event stream, metrics, OpenAPI and readiness.
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
 import {
   AckStatus,
   Cmd,
+  CommandResult,
   ConnackStatus,
   DisconnectReason,
+  encodeCommandAck,
   encodeConnect,
   encodeDisconnect,
   encodeMessage,
   encodeTelemetry,
+  type CommandMessage,
   type ConnackMessage,
   type DisconnectMessage,
   type UplinkAckMessage,
@@ -527,6 +532,57 @@ describe('observability and API surface', () => {
         v.close();
       }
     });
+  });
+
+  it('logs every refused CONNECT with its vehicle id, and each command end with its trace', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const gw = await startGateway({}, undefined, createLogger('debug', sink));
+    try {
+      const refused = await gw.vehicle();
+      const ack = await refused.connect({
+        vehicleId: 'VIN-LOG-1',
+        versionMin: 9,
+        versionMax: 9,
+        token: await gw.token('VIN-LOG-1'),
+      });
+      expect(ack.status).toBe(ConnackStatus.UNSUPPORTED_VERSION);
+      await refused.waitClosed();
+      const v = await gw.connected('VIN-LOG-2');
+      const posted = await gw.api('POST', '/api/v1/vehicles/VIN-LOG-2/commands', { name: 'horn' });
+      const cmd = await v.nextDecoded<CommandMessage>(Cmd.COMMAND);
+      v.send(Cmd.COMMAND_ACK, encodeCommandAck({ seq: cmd.seq, result: CommandResult.SUCCEEDED }));
+      const id = (posted.body as { id: string }).id;
+      for (let i = 0; i < 50 && !lines.some((l) => l.msg === 'command finished'); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      v.close();
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: 'CONNECT refused',
+          vehicleId: 'VIN-LOG-1',
+          status: 'UNSUPPORTED_VERSION',
+        }),
+      );
+      const states = lines.filter((l) => l.msg === 'session state' && l.vehicleId === 'VIN-LOG-1');
+      expect(states.length).toBeGreaterThan(0);
+      for (const l of states) expect(l).not.toHaveProperty('sessionId');
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: 'command finished',
+          vehicleId: 'VIN-LOG-2',
+          commandId: id,
+          status: 'succeeded',
+          traceparent: cmd.traceparent,
+        }),
+      );
+    } finally {
+      await gw.stop();
+    }
   });
 
   it('turns /readyz to 503 while draining and tells vehicles SHUTDOWN', async () => {
