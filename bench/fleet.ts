@@ -5,12 +5,18 @@
 // the simulators run from dist/)
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDuration, parseFlags } from '../src/config/index.js';
-import { ROOT, machine, topFunctions } from './scenarios/common.js';
+import { ROOT, machine, owned, topFunctions } from './scenarios/common.js';
 import { compare } from './scenarios/compare.js';
 import { connections } from './scenarios/connections.js';
-import type { BenchOptions, ScenarioContext, ScenarioResult } from './scenarios/context.js';
+import type { ScenarioContext, ScenarioResult } from './scenarios/context.js';
 import { downlink } from './scenarios/downlink.js';
+import {
+  HELP,
+  SCENARIO_NAMES,
+  UsageError,
+  benchArgs,
+  externalGateway,
+} from './scenarios/options.js';
 import { saturation } from './scenarios/saturation.js';
 import { soak } from './scenarios/soak.js';
 import { storm } from './scenarios/storm.js';
@@ -18,50 +24,10 @@ import { overload, uplink } from './scenarios/uplink.js';
 import { renderReport } from './report.js';
 import { flameGraph, type CpuProfile } from './flame.js';
 
-const HELP = `Usage: vmcp bench <scenario> [options]      (node --import tsx bench/fleet.ts …)
-
-Scenarios (each bounded to about 2–3 minutes, but soak: its --duration plus a few minutes):
-  connections   ramp N idle vehicles (keepalive 30 s), hold; connect rate, RSS per connection, CPU
-  uplink        N vehicles × R msgs/s; send → ack latency, acked/s, CPU µs per ack, loss vs the store
-  saturation    raise the per-vehicle rate in steps until p99 > 100 ms or throughput stops rising
-  overload      the per-vehicle limit at --sustainable/N, vehicles offering twice that
-  storm         SIGKILL + restart the gateway under N vehicles; time until all are back and resent
-  downlink      commands posted through the API at rising rates; acked/s and latency
-  compare       uplink pairs, the gateway then a peer (--versus, default mqtt://127.0.0.1:1883),
-                --pairs K times (default 3): CPU per acked message of each and their ratio per pair
-  soak          a long run (--duration, default 30m) of uplink and commands (--command-rate, default
-                10/s), with a crash (SIGKILL, restart) every --kill-every D if given: each
-                gateway in turn (--gateways G), then Redis (--store redis); fails
-                (exit 1) on an acked message lost, a record out of order, an accepted command
-                without its result, or the heap growing over 20 MB/h
-
-Options:
-  --target T            host:port (a running gateway; give --http and --target-pid), mqtt://host:port
-                        (a broker; Mosquitto's pid is found with pgrep), or "aedes" (started here),
-                        or "node-floor" / "node-floor-onread" / "c-floor" (bench/node-floor.ts,
-                        bench/c-floor.c: the least per message in Node and in C, for comparison).
-                        Default: start the gateway (node bin/vmcp.js serve, temp data dir).
-  --vehicles N --rate R --duration D --batch K --keepalive S --ramp N
-  --store-sync full|normal   gateway durability (default full)
-  --store sqlite|redis  the started gateways' store (default sqlite, one each); redis: one
-                        redis-server started by the bench (AOF, fsync always), shared by them;
-                        its CPU and RSS count as the target's
-  --gateways G          start G gateway processes (scale-out; vehicles split evenly)
-  --sims-per-gateway P  simulator processes per gateway
-  --hold D              connections: hold time after the ramp (default 20s)
-  --steps 5,10,20       saturation: per-vehicle rates; --step-duration D (default 10s)
-  --command-rates 250,500   downlink: commands/s per step
-  --sustainable S       overload: the sustainable msgs/s found by saturation
-  --cpu-prof            write a V8 CPU profile of the gateway (uplink, saturation) and list hot functions
-  --no-verify           skip the store check through the API
-  --gateway-flag=F      extra 'vmcp serve' flags as a comma list: --gateway-flag=--commit-interval-ms,1
-  --versus T --pairs K  compare: the peer target (as --target) and the number of pairs
-  --kill-every D --command-rate C   soak: crash interval (default none), commands/s (default 10)
-  --verify-budget D     how long the simulators' store check may take (default 3m; soak 20m):
-                        a long history read from a cold page cache costs a disk read per record
-`;
-
-const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult>> = {
+const SCENARIOS: Record<
+  (typeof SCENARIO_NAMES)[number],
+  (ctx: ScenarioContext) => Promise<ScenarioResult>
+> = {
   connections,
   uplink,
   saturation,
@@ -72,63 +38,22 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   soak,
 };
 
-function list(v: string | true | undefined): number[] | undefined {
-  return typeof v === 'string'
-    ? v
-        .split(',')
-        .map(Number)
-        .filter((n) => Number.isFinite(n))
-    : undefined;
-}
-
-function options(flags: Record<string, string | true>): BenchOptions {
-  const s = (k: string): string | undefined =>
-    typeof flags[k] === 'string' ? (flags[k] as string) : undefined;
-  const n = (k: string): number | undefined => (s(k) === undefined ? undefined : Number(s(k)));
-  const d = (k: string): number | undefined =>
-    s(k) === undefined ? undefined : parseDuration(s(k)!);
-  const storeSync = s('storeSync') === 'normal' ? 'normal' : 'full';
-  const extra = s('gatewayFlag')?.split(',') ?? [];
-  return {
-    target: s('target'),
-    targetPid: n('targetPid'),
-    httpUrl: s('http'),
-    vehicles: n('vehicles'),
-    rate: n('rate'),
-    durationMs: d('duration'),
-    batch: n('batch') ?? 1,
-    storeSync,
-    store: s('store') === 'redis' ? 'redis' : 'sqlite',
-    gateways: n('gateways') ?? 1,
-    simsPerShard: n('simsPerGateway'),
-    holdMs: d('hold') ?? 20_000,
-    steps: list(flags.steps),
-    stepMs: d('stepDuration') ?? 10_000,
-    commandRates: list(flags.commandRates),
-    sustainable: n('sustainable'),
-    cpuProf: flags.cpuProf === true,
-    verify: flags.noVerify !== true,
-    gatewayFlags: ['--store-sync', storeSync, ...extra],
-    keepaliveS: n('keepalive') ?? 30,
-    ramp: n('ramp') ?? 2_000,
-    versus: s('versus'),
-    pairs: n('pairs'),
-    killEveryMs: d('killEvery'),
-    verifyBudgetMs: d('verifyBudget'),
-    commandRate: n('commandRate'),
-  };
-}
-
 async function main(): Promise<number> {
-  const { flags, positional } = parseFlags(process.argv.slice(2));
-  const scenario = positional[0];
-  if (scenario === undefined || flags.help === true || SCENARIOS[scenario] === undefined) {
-    process.stdout.write(HELP);
-    return scenario === undefined || flags.help === true ? 0 : 2;
+  let args: ReturnType<typeof benchArgs>;
+  try {
+    args = benchArgs(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message} (options: --help)\n`);
+    return 2;
   }
-  const opts = options(flags);
+  const { scenario, opts } = args;
+  if (args.help || scenario === undefined) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const dir = join(ROOT, 'bench', 'results');
+  const dir = opts.resultsDir ?? join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const targetId =
     scenario === 'compare'
@@ -139,9 +64,9 @@ async function main(): Promise<number> {
           : `gateway-${opts.storeSync}`
         : opts.target.startsWith('mqtt://')
           ? 'mosquitto'
-          : ['aedes', 'node-floor', 'node-floor-onread', 'c-floor'].includes(opts.target)
-            ? opts.target
-            : 'external';
+          : externalGateway(opts.target)
+            ? 'external'
+            : opts.target;
   const base = join(dir, `${stamp}-${scenario}-${targetId}`);
   const jsonl = `${base}.jsonl`;
   const emit = (rec: Record<string, unknown>): void => {
@@ -153,7 +78,7 @@ async function main(): Promise<number> {
   emit(m);
   const profileDir = `${base}-prof`;
   const ctx: ScenarioContext = { opts, emit, profileDir };
-  const result = await SCENARIOS[scenario]!(ctx);
+  const result = await SCENARIOS[scenario as keyof typeof SCENARIOS](ctx);
   const flames: { name: string; svg: string }[] = [];
   if (opts.cpuProf) {
     try {
@@ -184,17 +109,52 @@ async function main(): Promise<number> {
   emit({ type: 'result', result: { ...result, parts: undefined } });
   writeFileSync(`${base}.html`, renderReport([...parts, { ...result, flames }], m));
   process.stderr.write(`bench: report ${base}.html\n`);
+  if (result.failed === true)
+    process.stderr.write(`bench: FAILED: ${(result.failures ?? ['see the notes']).join('; ')}\n`);
   return result.failed === true ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-    // Child processes are stopped by the scenarios; nothing should keep the loop alive for long.
-    setTimeout(() => process.exit(code), 2_000).unref();
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+// Every exit path ends what the bench started (owned: gateways, simulators, Redis, brokers, temp
+// dirs): the normal end, a thrown error, SIGINT (exit 130), SIGTERM (143); a second signal kills at
+// once, and process exit kills whatever is still left.
+let ending = false;
+
+function end(code: number): void {
+  if (ending) return;
+  ending = true;
+  void owned.stopAll().finally(() => process.exit(code));
+}
+
+function failed(err: unknown): void {
+  if (ending) return; // a consequence of the shutdown under way (a simulator killed, …)
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  end(1);
+}
+
+function interrupted(signal: NodeJS.Signals, code: number): void {
+  if (ending) {
+    owned.killAll();
+    process.exit(code);
+  }
+  const left = owned.pending;
+  process.stderr.write(
+    `bench: ${signal}: stopping what the bench started (${left.length})${left.length > 0 ? `: ${left.join(', ')}` : ''}\n`,
+  );
+  end(code);
+}
+
+process.on('SIGINT', () => interrupted('SIGINT', 130));
+process.on('SIGTERM', () => interrupted('SIGTERM', 143));
+process.on('uncaughtException', failed);
+process.on('unhandledRejection', failed);
+process.on('exit', () => owned.killAll());
+
+main().then(async (code) => {
+  if (ending) return;
+  ending = true;
+  // The scenarios stop what they started; anything left (a failure path) is ended here.
+  await owned.stopAll();
+  process.exitCode = code;
+  // Nothing should keep the loop alive for long.
+  setTimeout(() => process.exit(code), 2_000).unref();
+}, failed);

@@ -127,37 +127,97 @@ function table(rows: Record<string, unknown>[]): string {
     .join('')}</table>`;
 }
 
+/** The failure line of a failed result (empty when it did not fail). */
+function failureText(r: ScenarioResult): string {
+  if (r.failed !== true) return '';
+  return `FAILED: ${(r.failures ?? ['see the notes']).join('; ')}`;
+}
+
 function section(r: ScenarioResult, i: number): string {
   const tl = r.timeline;
   const x = (f: (row: (typeof tl)[number]) => number): [number, number][] =>
     tl.map((row) => [row.t, f(row)]);
   const charts: string[] = [];
-  charts.push(
-    lineChart(
-      'Throughput',
-      [
-        { name: 'sent/s', color: COLORS[0]!, points: x((row) => row.sentPerSec) },
-        { name: 'acked/s', color: COLORS[2]!, points: x((row) => row.storedPerSec) },
-        ...(tl.some((row) => row.deliveredPerSec > 0)
-          ? [{ name: 'delivered/s', color: COLORS[3]!, points: x((row) => row.deliveredPerSec) }]
-          : []),
-      ],
-      's',
-      'msgs/s',
-    ),
-  );
-  charts.push(
-    lineChart(
-      'Send → ack latency (per second, all simulators merged)',
-      [
-        { name: 'p50', color: COLORS[0]!, points: x((row) => row.p50).filter((p) => p[1] > 0) },
-        { name: 'p99', color: COLORS[1]!, points: x((row) => row.p99).filter((p) => p[1] > 0) },
-      ],
-      's',
-      'ms (log)',
-      { logY: true },
-    ),
-  );
+  // Uplink deliveries (an MQTT subscriber's); commands delivered to vehicles are charted apart.
+  const upDelivered = (row: (typeof tl)[number]): number =>
+    Math.max(0, row.deliveredPerSec - (row.commandsPerSec ?? 0));
+  const commands =
+    r.scenario === 'downlink' ||
+    tl.some((row) => (row.commandsAckedPerSec ?? 0) > 0 || (row.commandsPerSec ?? 0) > 0);
+  const uplink =
+    !commands ||
+    tl.some((row) => row.sentPerSec > 0 || row.storedPerSec > 0 || upDelivered(row) > 0);
+  if (uplink) {
+    charts.push(
+      lineChart(
+        'Throughput',
+        [
+          { name: 'sent/s', color: COLORS[0]!, points: x((row) => row.sentPerSec) },
+          { name: 'acked/s', color: COLORS[2]!, points: x((row) => row.storedPerSec) },
+          ...(tl.some((row) => upDelivered(row) > 0)
+            ? [{ name: 'delivered/s', color: COLORS[3]!, points: x(upDelivered) }]
+            : []),
+        ],
+        's',
+        'msgs/s',
+      ),
+    );
+    charts.push(
+      lineChart(
+        'Send → ack latency (per second, all simulators merged)',
+        [
+          { name: 'p50', color: COLORS[0]!, points: x((row) => row.p50).filter((p) => p[1] > 0) },
+          { name: 'p99', color: COLORS[1]!, points: x((row) => row.p99).filter((p) => p[1] > 0) },
+        ],
+        's',
+        'ms (log)',
+        { logY: true },
+      ),
+    );
+  }
+  if (commands) {
+    charts.push(
+      lineChart(
+        'Command throughput',
+        [
+          {
+            name: 'delivered to vehicles/s',
+            color: COLORS[3]!,
+            points: x((row) => row.commandsPerSec ?? 0),
+          },
+          {
+            name: 'succeeded/s',
+            color: COLORS[2]!,
+            points: x((row) => row.commandsAckedPerSec ?? 0),
+          },
+        ],
+        's',
+        'commands/s',
+      ),
+    );
+    // Latency only where the bench followed the commands (downlink), not where it only posted them.
+    if (r.scenario === 'downlink' || tl.some((row) => (row.cmdP99 ?? 0) > 0))
+      charts.push(
+        lineChart(
+          'Command latency, POST → succeeded (per second)',
+          [
+            {
+              name: 'p50',
+              color: COLORS[0]!,
+              points: x((row) => row.cmdP50 ?? 0).filter((p) => p[1] > 0),
+            },
+            {
+              name: 'p99',
+              color: COLORS[1]!,
+              points: x((row) => row.cmdP99 ?? 0).filter((p) => p[1] > 0),
+            },
+          ],
+          's',
+          'ms (log)',
+          { logY: true },
+        ),
+      );
+  }
   charts.push(
     lineChart(
       'Connected vehicles',
@@ -229,6 +289,34 @@ function section(r: ScenarioResult, i: number): string {
       ),
     );
   }
+  if (
+    r.steps !== undefined &&
+    r.steps.length > 0 &&
+    r.steps[0]!.commandsPerSecOffered !== undefined
+  ) {
+    charts.push(
+      lineChart(
+        'Downlink: commands acked vs offered',
+        [
+          {
+            name: 'acked/s',
+            color: COLORS[2]!,
+            points: r.steps.map((s) => [Number(s.commandsPerSecOffered), Number(s.ackedPerSec)]),
+          },
+          {
+            name: 'offered/s',
+            color: COLORS[0]!,
+            points: r.steps.map((s) => [
+              Number(s.commandsPerSecOffered),
+              Number(s.commandsPerSecOffered),
+            ]),
+          },
+        ],
+        'offered commands/s',
+        'commands/s',
+      ),
+    );
+  }
   if (r.latencyCurve !== undefined && r.latencyCurve.length > 0) {
     charts.push(
       lineChart(
@@ -249,7 +337,9 @@ function section(r: ScenarioResult, i: number): string {
       ),
     );
   }
+  const fail = failureText(r);
   return `<section id="r${i}"><h2>${esc(r.scenario)} — ${esc(r.target)}</h2>
+${fail === '' ? '' : `<p class="fail">${esc(fail)}</p>`}
 <p class="meta">started ${new Date(r.startedAt).toISOString()} · params ${esc(JSON.stringify(r.params))}</p>
 ${r.notes.length > 0 ? `<ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}
 ${table([r.figures])}
@@ -262,15 +352,18 @@ export function renderReport(results: ScenarioResult[], machine: Record<string, 
   const summary = results.map((r, i) => {
     const f = r.figures as Record<string, unknown>;
     const lat = f.latencyMs as { p50?: number; p99?: number } | undefined;
+    const fail = failureText(r);
     return {
       '#': `<a href="#r${i}">${i + 1}</a>`,
       scenario: r.scenario,
       target: r.target,
-      key: esc(
+      key: `${fail === '' ? '' : `<span class="fail">${esc(fail)}</span><br>`}${esc(
         r.scenario === 'connections'
           ? `${f.connected} connected in ${f.connectSeconds} s, ${f.rssPerConnKb} KB/conn`
           : r.scenario === 'saturation'
-            ? `max ${f.maxSustainablePerSec}/s at p99 ≤ 100 ms`
+            ? f.limitReached === false
+              ? `at least ${f.atLeastPerSec}/s at p99 ≤ 100 ms (limit not reached at the last step)`
+              : `max ${f.maxSustainablePerSec}/s at p99 ≤ 100 ms`
             : r.scenario === 'storm'
               ? `back in ${f.allBackSeconds} s, resent in ${f.resentSeconds} s, lost acked ${(f.store as { lostAcked?: number } | undefined)?.lostAcked}`
               : r.scenario === 'downlink'
@@ -278,14 +371,14 @@ export function renderReport(results: ScenarioResult[], machine: Record<string, 
                 : r.scenario === 'compare'
                   ? `CPU per ack, gateway ÷ peer: median ${f.ratioMedian} (${f.ratioMin}–${f.ratioMax}) over ${f.pairs} pairs`
                   : `${f.ackedPerSec}/s acked, p50 ${lat?.p50} ms, p99 ${lat?.p99} ms, ${f.cpuUsPerAck} µs CPU/ack`,
-      ),
+      )}${typeof f.saturatedSide === 'string' ? `<br><span class="meta">saturated: ${esc(f.saturatedSide)}</span>` : ''}`,
     };
   });
   const css = `body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0;font-size:12px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .charts{display:flex;flex-wrap:wrap;gap:8px}svg{background:#fff;border:1px solid #ddd}
 svg .t{font-size:13px;font-weight:600}svg .a{font-size:11px;fill:#444}svg .g{stroke:#eee}svg .f{fill:none;stroke:#bbb}
-.meta{color:#666;font-size:12px}section{margin-top:28px}.flame{overflow-x:auto}svg.flame text{fill:#111;pointer-events:none}`;
+.meta{color:#666;font-size:12px}.fail{color:#b00;font-weight:600}section{margin-top:28px}.flame{overflow-x:auto}svg.flame text{fill:#111;pointer-events:none}`;
   return `<!doctype html><html><head><meta charset="utf-8"><title>VMCP load bench</title><style>${css}</style></head><body>
 <h1>VMCP load bench</h1>
 <p class="meta">${esc(JSON.stringify(machine))} · generated ${new Date().toISOString()}</p>

@@ -1,9 +1,11 @@
-// Shared machinery of the load bench: child processes (gateway, simulators, brokers), /proc sampling
-// of CPU and RSS per process group, progress aggregation, and the JSON-lines output.
+// Shared machinery of the load bench: child processes (gateway, simulators, brokers), each registered
+// with `owned` so that it is stopped on any exit, /proc sampling of CPU and RSS per process group,
+// progress aggregation, and the JSON-lines output.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
+import type { BenchSecrets } from './context.js';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LatencyHistogram } from '../../src/sim/histogram.js';
@@ -13,6 +15,128 @@ export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef';
 export const ADMIN_TOKEN = 'bench-admin-token';
 /** CLK_TCK: /proc/<pid>/stat counts CPU time in these. */
 const TICKS_PER_SEC = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** The built-in secrets, for the gateways the bench starts (unless --jwt-secret / --admin-token). */
+export const BUILT_IN_SECRETS: BenchSecrets = { jwtSecret: JWT_SECRET, adminToken: ADMIN_TOKEN };
+
+// ---- what the bench started: every child process and temp path, ended on any exit path ----
+
+/**
+ * In which order things are ended: the clients first (simulators: SIGKILL, they hold nothing), then
+ * the servers (gateways, brokers: SIGTERM, then SIGKILL after a grace period), the stores (Redis) and
+ * last the temp paths (a gateway's data dir once it is down).
+ */
+export type OwnedTier = 'client' | 'server' | 'store' | 'path';
+const TIERS: readonly OwnedTier[] = ['client', 'server', 'store', 'path'];
+
+export interface OwnedResource {
+  name: string;
+  tier: OwnedTier;
+  /** Orderly end, bounded in time. */
+  stop(): Promise<void>;
+  /** Last resort, synchronous (process exit): SIGKILL, rm. */
+  kill(): void;
+}
+
+function alive(child: ChildProcess): boolean {
+  return child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/** SIGTERM, SIGKILL after `graceMs` (at once when 0); resolves when the process is gone (bounded). */
+export async function endChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (!alive(child)) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+  const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  const giveUp = new Promise<void>((r) => setTimeout(r, graceMs + 5_000).unref());
+  await Promise.race([exited, giveUp]);
+  clearTimeout(kill);
+}
+
+/**
+ * The one registry of what the bench started and must end: every child process (registered when
+ * spawned, released when it exits) and every temp path (released when removed). The driver ends
+ * whatever is left on every exit path: normal end, a thrown error, SIGINT, SIGTERM (stopAll), and
+ * as a last resort synchronously on process exit (killAll).
+ */
+export class Owned {
+  private readonly items = new Set<OwnedResource>();
+
+  /** Registers a resource; the returned function releases it (ended elsewhere). */
+  add(r: OwnedResource): () => void {
+    this.items.add(r);
+    return () => {
+      this.items.delete(r);
+    };
+  }
+
+  /** A child process, released when it exits. Servers get `graceMs` after SIGTERM. */
+  process(
+    child: ChildProcess,
+    name: string,
+    tier: Exclude<OwnedTier, 'path'>,
+    graceMs = 10_000,
+  ): void {
+    const r: OwnedResource = {
+      name: `${name} (pid ${child.pid ?? '?'})`,
+      tier,
+      stop: () => endChild(child, tier === 'client' ? 0 : graceMs),
+      kill: () => {
+        if (alive(child)) child.kill('SIGKILL');
+      },
+    };
+    const release = this.add(r);
+    child.once('exit', release);
+    child.once('error', () => {
+      if (child.pid === undefined) release(); // never started
+    });
+  }
+
+  /** A temp file or directory, removed at the end unless released first (returns the release). */
+  path(path: string, name: string): () => void {
+    const rm = (): void => rmSync(path, { recursive: true, force: true });
+    return this.add({ name: `${name} ${path}`, tier: 'path', stop: async () => rm(), kill: rm });
+  }
+
+  /** What is still registered (names). */
+  get pending(): string[] {
+    return [...this.items].map((r) => r.name);
+  }
+
+  /** Ends everything registered, tier by tier (each tier at once), bounded. Never throws. */
+  async stopAll(): Promise<void> {
+    for (const tier of TIERS) {
+      const batch = [...this.items].filter((r) => r.tier === tier);
+      await Promise.all(
+        batch.map(async (r) => {
+          try {
+            await r.stop();
+          } catch {
+            // best effort: the last resort below still runs for it
+            r.kill();
+          }
+          this.items.delete(r);
+        }),
+      );
+    }
+  }
+
+  /** Synchronous last resort (process exit, a second signal): SIGKILL every process, remove paths. */
+  killAll(): void {
+    for (const tier of TIERS)
+      for (const r of [...this.items].filter((x) => x.tier === tier)) {
+        try {
+          r.kill();
+        } catch {
+          // nothing more to do
+        }
+        this.items.delete(r);
+      }
+  }
+}
+
+/** Everything this bench process started. */
+export const owned = new Owned();
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -179,6 +303,8 @@ export interface GatewayOptions {
   dataDir?: string;
   port?: number;
   httpPort?: number;
+  /** The secrets it runs with (default the built-in ones). */
+  secrets?: BenchSecrets;
 }
 
 export class GatewayProc {
@@ -188,6 +314,8 @@ export class GatewayProc {
   port = 0;
   httpPort = 0;
   private stderrTail: string[] = [];
+  private releaseDir: () => void = () => undefined;
+  readonly secrets: BenchSecrets;
   /** Lines the gateway printed (stdout and stderr), counted, and the last 20 of them. */
   outputLines = 0;
 
@@ -198,6 +326,8 @@ export class GatewayProc {
   constructor(private readonly opts: GatewayOptions = {}) {
     this.ownDir = opts.dataDir === undefined;
     this.dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'vmcp-bench-'));
+    if (this.ownDir) this.releaseDir = owned.path(this.dataDir, 'gateway data dir');
+    this.secrets = opts.secrets ?? BUILT_IN_SECRETS;
   }
 
   get pid(): number | undefined {
@@ -229,10 +359,15 @@ export class GatewayProc {
     ];
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
-      env: { ...process.env, VMCP_JWT_SECRET: JWT_SECRET, VMCP_ADMIN_TOKEN: ADMIN_TOKEN },
+      env: {
+        ...process.env,
+        VMCP_JWT_SECRET: this.secrets.jwtSecret,
+        VMCP_ADMIN_TOKEN: this.secrets.adminToken,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    owned.process(child, 'gateway', 'server');
     const keep = (line: string): void => {
       this.outputLines++;
       this.stderrTail.push(line);
@@ -277,6 +412,7 @@ export class GatewayProc {
 
   cleanup(): void {
     if (this.ownDir) rmSync(this.dataDir, { recursive: true, force: true });
+    this.releaseDir();
   }
 
   async api(
@@ -287,7 +423,7 @@ export class GatewayProc {
     const res = await fetch(`${this.httpUrl}${path}`, {
       method,
       headers: {
-        authorization: `Bearer ${ADMIN_TOKEN}`,
+        authorization: `Bearer ${this.secrets.adminToken}`,
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -316,6 +452,8 @@ export interface Progress {
   sentPerSec: number;
   storedPerSec: number;
   deliveredPerSec?: number;
+  /** Commands received by the vehicles over the interval, per second (vmcp sim). */
+  commandsPerSec?: number;
   p50: number;
   p99: number;
   max: number;
@@ -339,6 +477,8 @@ export interface SimSpec {
   commandTtlMs?: number;
   /** The simulator's --verify-budget (ms); its default (3 minutes) when undefined. */
   verifyBudgetMs?: number;
+  /** What the VMCP simulator mints tokens with (--jwt-secret) and checks the store with (--admin-token). */
+  secrets?: BenchSecrets;
   extra?: string[];
 }
 
@@ -347,6 +487,8 @@ export class SimProc {
   readonly child: ChildProcess;
   readonly progress: Progress[] = [];
   readonly done: Promise<Record<string, unknown>>;
+  /** Set when the process exited without a summary (a bad argument, a crash). */
+  failure: Error | undefined;
   private readonly stderrTail: string[] = [];
 
   constructor(
@@ -374,17 +516,18 @@ export class SimProc {
       'stdin',
     ];
     let args: string[];
+    const secrets = spec.secrets ?? BUILT_IN_SECRETS;
     if (spec.kind === 'vmcp') {
       args = [
         join(ROOT, 'bin', 'vmcp.js'),
         'sim',
         ...common,
         '--jwt-secret',
-        JWT_SECRET,
+        secrets.jwtSecret,
         ...(spec.batch !== undefined && spec.batch > 1 ? ['--batch', String(spec.batch)] : []),
         ...(spec.sources !== undefined ? ['--sources', spec.sources] : []),
         ...(spec.verifyHttp !== undefined
-          ? ['--verify', '--http', spec.verifyHttp, '--admin-token', ADMIN_TOKEN]
+          ? ['--verify', '--http', spec.verifyHttp, '--admin-token', secrets.adminToken]
           : []),
         ...(spec.verifyBudgetMs !== undefined
           ? ['--verify-budget', `${spec.verifyBudgetMs}ms`]
@@ -404,6 +547,7 @@ export class SimProc {
     }
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
+    owned.process(child, `simulator ${spec.idPrefix}`, 'client');
     createInterface({ input: child.stderr! }).on('line', (line) => {
       if (line.startsWith('{"kind":"vmcp-sim-progress"')) {
         const p = JSON.parse(line) as Progress;
@@ -423,14 +567,15 @@ export class SimProc {
         try {
           resolve(JSON.parse(last) as Record<string, unknown>);
         } catch {
-          reject(
-            new Error(
-              `simulator ${spec.idPrefix} exited ${code} without a summary: ${this.stderrTail.join('\n')}`,
-            ),
+          this.failure = new Error(
+            `simulator ${spec.idPrefix} exited ${code} without a summary: ${this.stderrTail.join('\n')}`,
           );
+          reject(this.failure);
         }
       });
     });
+    // Awaited later (or never, when the scenario ends on another error): not an unhandled rejection.
+    this.done.catch(() => undefined);
     // A closed stdin pipe (process gone) must not crash the driver.
     child.stdin!.on('error', () => undefined);
   }
@@ -465,7 +610,14 @@ export interface TimelineRow {
   connected: number;
   sentPerSec: number;
   storedPerSec: number;
+  /** Deliveries to the receiving side: the MQTT subscriber's, or commands received by VMCP vehicles. */
   deliveredPerSec: number;
+  /** Commands received by the vehicles (VMCP simulators), and commands reported succeeded to the bench
+   * with the POST → succeeded latency of those (downlink: Recorder.commandSucceeded). */
+  commandsPerSec: number;
+  commandsAckedPerSec: number;
+  cmdP50: number;
+  cmdP99: number;
   p50: number;
   p99: number;
   backlog: number;
@@ -497,6 +649,9 @@ export class Recorder {
   /** Gateway metrics URLs: their nodejs_eventloop_lag_max_seconds is read (and reset) every second. */
   metricsUrls: string[] = [];
   private gwLoopMaxMs: number | null = null;
+  /** Commands the scenario saw succeed since the last row, with their latency. */
+  private readonly cmdLatency = new LatencyHistogram();
+  private cmdAcked = 0;
 
   constructor(
     readonly gateway: ProcGroup,
@@ -521,6 +676,12 @@ export class Recorder {
   onProgress = (p: Progress): void => {
     this.pending.push(p);
   };
+
+  /** A command reported succeeded `ms` after it was posted (the downlink's event stream). */
+  commandSucceeded(ms: number): void {
+    this.cmdAcked++;
+    this.cmdLatency.recordMs(ms);
+  }
 
   start(): void {
     this.sample();
@@ -547,6 +708,7 @@ export class Recorder {
     let sentPerSec = 0;
     let storedPerSec = 0;
     let deliveredPerSec = 0;
+    let commandsPerSec = 0;
     let simLoopMaxMs = 0;
     for (const p of this.pending.splice(0)) {
       simLoopMaxMs = Math.max(simLoopMaxMs, p.loopMaxMs ?? 0);
@@ -554,7 +716,14 @@ export class Recorder {
       sentPerSec += p.sentPerSec;
       storedPerSec += p.storedPerSec;
       deliveredPerSec += p.deliveredPerSec ?? 0;
+      commandsPerSec += p.commandsPerSec ?? 0;
     }
+    const cmd = this.cmdLatency;
+    const commandsAckedPerSec = Math.round((this.cmdAcked * 1000) / dt);
+    const cmdP50 = cmd.percentileMs(50);
+    const cmdP99 = cmd.percentileMs(99);
+    cmd.reset();
+    this.cmdAcked = 0;
     for (const s of this.sims) {
       const last = s.progress[s.progress.length - 1];
       if (last !== undefined) this.latest.set(s, last);
@@ -575,6 +744,10 @@ export class Recorder {
       sentPerSec,
       storedPerSec,
       deliveredPerSec,
+      commandsPerSec,
+      commandsAckedPerSec,
+      cmdP50,
+      cmdP99,
       p50: h.percentileMs(50),
       p99: h.percentileMs(99),
       backlog,
@@ -601,6 +774,22 @@ export class Recorder {
       sim = Math.max(sim, r.simLoopMaxMs);
     }
     return { gwLoopMaxMs: gw, simLoopMaxMs: sim };
+  }
+
+  /** Mean CPU of the target and of the simulators (100 = one core) over the rows in epoch [from, to]. */
+  cpuBetween(from: number, to: number): { targetCpuPct: number; simCpuPct: number } {
+    let n = 0;
+    let gw = 0;
+    let sim = 0;
+    for (const r of this.rows) {
+      const at = this.started + r.t * 1000;
+      if (at <= from || at > to + 1000) continue;
+      n++;
+      gw += r.gwCpuPct;
+      sim += r.simCpuPct;
+    }
+    const mean = (x: number): number => (n === 0 ? 0 : Math.round((x / n) * 10) / 10);
+    return { targetCpuPct: mean(gw), simCpuPct: mean(sim) };
   }
 
   /** Epoch ms of the scenario start (row t = 0). */
@@ -656,10 +845,36 @@ export async function waitFor(cond: () => boolean, ms: number): Promise<boolean>
   return cond();
 }
 
+/**
+ * Vehicles connected now, over the simulators. Throws the failure of a simulator that exited without
+ * its summary (a bad argument, a crash): a scenario waiting for vehicles ends at once instead.
+ */
 export function connectedNow(sims: readonly SimProc[]): number {
   let n = 0;
-  for (const s of sims) n += s.progress[s.progress.length - 1]?.connected ?? 0;
+  for (const s of sims) {
+    if (s.failure !== undefined) throw s.failure;
+    n += s.progress[s.progress.length - 1]?.connected ?? 0;
+  }
   return n;
+}
+
+/**
+ * Which side ran out of CPU, from the target's and the simulators' CPU shares (100 = one core) over
+ * the same window: the target (its event loop at ~100 %), the simulators (every simulator process at
+ * ~100 %), the machine (all cores busy between them), or neither.
+ */
+export function saturatedSide(
+  targetCpuPct: number,
+  simCpuPct: number,
+  o: { simProcesses: number; cores?: number },
+): string {
+  const cores = o.cores ?? cpus().length;
+  if (targetCpuPct >= 90) return 'target (one event loop at ~100% CPU)';
+  if (simCpuPct >= 90 * Math.max(1, o.simProcesses))
+    return 'simulators (every simulator process at ~100% CPU)';
+  if (targetCpuPct + simCpuPct >= 90 * cores)
+    return `machine (all ${cores} cores busy: target + simulators)`;
+  return `neither (target ${Math.round(targetCpuPct)}%, simulators ${Math.round(simCpuPct)}% of one core; ${cores} cores)`;
 }
 
 /** The pid of a running Mosquitto, if any. */
@@ -690,6 +905,7 @@ export async function startHelperServer(
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  owned.process(child, script, 'server', 5_000);
   const port = await new Promise<number>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${script} did not start in 20 s`)), 20_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {

@@ -56,6 +56,8 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
   }
   const r = pairRatios(gateway, other);
+  // A failed run (nothing connected, acked messages lost) fails the comparison.
+  const failures = runs.flatMap((run) => (run.failures ?? []).map((f) => `${run.target}: ${f}`));
   return {
     scenario: 'compare',
     target: `${runs[0]!.target} vs ${runs[1]!.target}`,
@@ -85,5 +87,6 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
       `gateway ÷ peer CPU per acked message, pair by pair: ${r.ratios.join(', ')} (median ${r.median})`,
     ],
     parts: runs,
+    ...(failures.length > 0 ? { failed: true, failures } : {}),
   };
 }

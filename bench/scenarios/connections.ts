@@ -1,9 +1,10 @@
 // Scenario 1, connection scale: ramp to N idle vehicles (keepalive 30 s), hold, and report the
 // connect rate, the target's RSS per connection above its idle baseline, and its idle CPU.
 import { LatencyHistogram } from '../../src/sim/histogram.js';
-import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
-import { round, type ScenarioContext, type ScenarioResult } from './context.js';
+import { ProcGroup, Recorder, connectedNow, saturatedSide, sleep, waitFor } from './common.js';
+import { round, withVerdict, type ScenarioContext, type ScenarioResult } from './context.js';
 import { MAX_PER_PROCESS, openTarget, startFleet, metricsUrls } from './targets.js';
+import { fleetFailures } from './uplink.js';
 
 export async function connections(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
@@ -17,6 +18,7 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
     store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
+    secrets: o.secrets,
   });
   const simGroup = new ProcGroup('sim');
   const rec = new Recorder(target.group, simGroup);
@@ -37,6 +39,7 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
         keepaliveS: o.keepaliveS,
         ramp: o.ramp,
         procsPerShard: o.simsPerShard,
+        simFlags: o.simFlags,
       },
       simGroup,
       rec.onProgress,
@@ -70,6 +73,8 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
       if (lat !== undefined) connectLatency.recordMs(lat.p50);
     }
     const rssPerConnKb = connected > 0 ? (holdEnd.rssKb - baseline.rssKb) / connected : 0;
+    // CPU over the ramp: from the simulators' start until all were connected (or the time bound).
+    const rampCpu = rec.cpuBetween(t0, t0 + connectMs);
     const figures = {
       vehicles,
       connected,
@@ -88,6 +93,11 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
       simRssMb: round(simUsage.rssKb / 1024),
       refused,
       errors,
+      rampTargetCpuPct: rampCpu.targetCpuPct,
+      rampSimCpuPct: rampCpu.simCpuPct,
+      saturatedSide: saturatedSide(rampCpu.targetCpuPct, rampCpu.simCpuPct, {
+        simProcesses: sims.length,
+      }),
     };
     const result: ScenarioResult = {
       scenario: 'connections',
@@ -99,7 +109,7 @@ export async function connections(ctx: ScenarioContext): Promise<ScenarioResult>
       timeline: rec.rows,
       notes,
     };
-    return result;
+    return withVerdict(result, fleetFailures(summaries, vehicles));
   } finally {
     rec.stop();
     await target.close();

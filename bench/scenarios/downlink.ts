@@ -1,20 +1,24 @@
 // Scenario 5, downlink: idle vehicles, commands posted through the API at rising rates; measures
-// commands/s delivered and acked, and POST → succeeded latency (from the event stream).
+// commands/s delivered and acked, and POST → succeeded latency (from the event stream), per step and
+// per second in the timeline (commandsPerSec from the vehicles, commandsAckedPerSec and cmdP50/cmdP99
+// from the stream).
 import { LatencyHistogram } from '../../src/sim/histogram.js';
-import { ADMIN_TOKEN, ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
-import { round, type ScenarioContext, type ScenarioResult } from './context.js';
+import { ProcGroup, Recorder, connectedNow, saturatedSide, sleep, waitFor } from './common.js';
+import { round, withVerdict, type ScenarioContext, type ScenarioResult } from './context.js';
 import { openTarget, startFleet, metricsUrls } from './targets.js';
+import { fleetFailures } from './uplink.js';
 
 const TTL_MS = 600_000;
 
 /** Follows GET /api/v1/stream and reports each command event (id, status) as it arrives. */
 async function follow(
   httpUrl: string,
+  adminToken: string,
   onCommand: (id: string, status: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const res = await fetch(`${httpUrl}/api/v1/stream`, {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    headers: { authorization: `Bearer ${adminToken}` },
     signal,
   });
   if (res.body === null) return;
@@ -55,9 +59,14 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
     store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
+    secrets: o.secrets,
   });
-  if (target.kind !== 'vmcp') throw new Error('downlink needs a VMCP gateway');
+  if (target.kind !== 'vmcp') {
+    await target.close();
+    throw new Error('downlink needs a VMCP gateway');
+  }
   const http = target.http[0]!;
+  const adminToken = target.secrets.adminToken;
   const simGroup = new ProcGroup('sim');
   simGroup.add(process.pid); // the API client (this process) is on the simulator's side too
   const rec = new Recorder(target.group, simGroup);
@@ -75,6 +84,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
         keepaliveS: o.keepaliveS,
         ramp: o.ramp,
         commandTtlMs: TTL_MS,
+        simFlags: o.simFlags,
       },
       simGroup,
       rec.onProgress,
@@ -90,6 +100,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
     let lastSucceededAt = 0;
     void follow(
       http,
+      adminToken,
       (id, status) => {
         const t0 = posted.get(id);
         if (t0 === undefined) {
@@ -105,6 +116,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
           succeeded++;
           lastSucceededAt = performance.now();
           e2e.recordMs(lastSucceededAt - t0);
+          rec.commandSucceeded(lastSucceededAt - t0);
           posted.delete(id);
         }
       },
@@ -135,7 +147,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
           const start = performance.now();
           fetch(`${http}/api/v1/vehicles/${vehicle}/commands`, {
             method: 'POST',
-            headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+            headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
             body: JSON.stringify({ name: 'door.lock', params: { n }, ttlMs: TTL_MS }),
           })
             .then(async (res) => {
@@ -151,6 +163,7 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
                     succeeded++;
                     lastSucceededAt = Math.max(lastSucceededAt, e.at);
                     e2e.recordMs(e.at - start);
+                    rec.commandSucceeded(e.at - start);
                     done = true;
                   }
                 }
@@ -197,25 +210,39 @@ export async function downlink(ctx: ScenarioContext): Promise<ScenarioResult> {
     const summaries = await Promise.all(sims.map((s) => s.done));
     rec.stop();
     const best = steps.reduce((a, r) => Math.max(a, Number(r.ackedPerSec)), 0);
-    return {
-      scenario: 'downlink',
-      target: target.name,
-      targetId: target.id,
-      startedAt: rec.startedAt,
-      params: { vehicles, rates, stepMs },
-      figures: {
-        vehicles,
-        maxAckedCommandsPerSec: best,
-        commandsReceivedByVehicles: summaries.reduce(
-          (a, s) => a + (s.downlink as { commands: number }).commands,
-          0,
-        ),
-        deliveryMsPerSim: summaries.map((s) => (s.downlink as { deliveryMs: unknown }).deliveryMs),
+    const last = steps[steps.length - 1] ?? {};
+    return withVerdict(
+      {
+        scenario: 'downlink',
+        target: target.name,
+        targetId: target.id,
+        startedAt: rec.startedAt,
+        params: { vehicles, rates, stepMs },
+        figures: {
+          vehicles,
+          maxAckedCommandsPerSec: best,
+          commandsReceivedByVehicles: summaries.reduce(
+            (a, s) => a + (s.downlink as { commands: number }).commands,
+            0,
+          ),
+          deliveryMsPerSim: summaries.map(
+            (s) => (s.downlink as { deliveryMs: unknown }).deliveryMs,
+          ),
+          // Over the last step; this process (the API client) counts on the simulators' side.
+          saturatedSide: saturatedSide(
+            Number(last.targetCpuPct ?? 0),
+            Number(last.simCpuPct ?? 0),
+            {
+              simProcesses: sims.length + 1,
+            },
+          ),
+        },
+        timeline: rec.rows,
+        steps,
+        notes,
       },
-      timeline: rec.rows,
-      steps,
-      notes,
-    };
+      fleetFailures(summaries, vehicles),
+    );
   } finally {
     abort.abort();
     rec.stop();

@@ -5,7 +5,7 @@
 // to show whether the heap grows while the fleet stays the same (a leak).
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADMIN_TOKEN, ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
+import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
 import { round, type ScenarioContext, type ScenarioResult } from './context.js';
 import {
   crashAndRestart,
@@ -172,6 +172,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
     shards: o.gateways,
     gatewayFlags: o.gatewayFlags,
     store: o.store,
+    secrets: o.secrets,
   });
   const gws = target.gateways;
   const redis = target.redis;
@@ -222,6 +223,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
         verify: o.verify,
         commandTtlMs: COMMAND_TTL_MS,
         verifyBudgetMs: o.verifyBudgetMs ?? 20 * 60_000,
+        simFlags: o.simFlags,
       },
       simGroup,
       rec.onProgress,
@@ -248,7 +250,10 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       const api = apiOf[simIdx]!;
       fetch(`${api.httpUrl}/api/v1/vehicles/${vehicle}/commands`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        headers: {
+          authorization: `Bearer ${target.secrets.adminToken}`,
+          'content-type': 'application/json',
+        },
         body: JSON.stringify({ name: 'door.lock', params: { n: posts }, ttlMs: COMMAND_TTL_MS }),
       })
         .then(async (res) => {
@@ -423,6 +428,7 @@ export async function soak(ctx: ScenarioContext): Promise<ScenarioResult> {
       steps: trends as unknown as Record<string, unknown>[],
       notes,
       failed: failures.length > 0,
+      failures,
     };
   } finally {
     clearInterval(sampler);

@@ -1,10 +1,10 @@
 // Scenario 4, reconnect storm: N vehicles sending, then the gateway process is killed (SIGKILL: every
 // connection drops at once) and restarted on the same store; measures the time until every vehicle is
 // back and has resent its backlog, and checks against the store that nothing acked was lost.
-import { ProcGroup, Recorder, connectedNow, sleep, waitFor } from './common.js';
-import { round, type ScenarioContext, type ScenarioResult } from './context.js';
+import { ProcGroup, Recorder, connectedNow, saturatedSide, sleep, waitFor } from './common.js';
+import { round, withVerdict, type ScenarioContext, type ScenarioResult } from './context.js';
 import { crashAndRestart, openTarget, startFleet, metricsUrls } from './targets.js';
-import { errorKinds, storeCheck, sumUplink } from './uplink.js';
+import { errorKinds, fleetFailures, storeCheck, sumUplink } from './uplink.js';
 
 export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
@@ -18,6 +18,7 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
     shards: 1,
     gatewayFlags: o.gatewayFlags,
     store: o.store,
+    secrets: o.secrets,
   });
   const gw = target.gateways[0]!;
   const simGroup = new ProcGroup('sim');
@@ -34,6 +35,7 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
         keepaliveS: o.keepaliveS,
         ramp: o.ramp,
         verify: o.verify,
+        simFlags: o.simFlags,
       },
       simGroup,
       rec.onProgress,
@@ -83,6 +85,8 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
       reconnects += c.reconnects;
     }
     const check = storeCheck(summaries);
+    // CPU over the storm itself: from the kill until the fleet was back.
+    const stormCpu = rec.cpuBetween(killAt, recoveredAt);
     const figures = {
       vehicles,
       ratePerVehicle: rate,
@@ -100,6 +104,11 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
       store: check,
       errors: summaries.reduce((a, s) => a + (s.errorsTotal as number), 0),
       errorKinds: errorKinds(summaries),
+      stormTargetCpuPct: stormCpu.targetCpuPct,
+      stormSimCpuPct: stormCpu.simCpuPct,
+      saturatedSide: saturatedSide(stormCpu.targetCpuPct, stormCpu.simCpuPct, {
+        simProcesses: sims.length,
+      }),
     };
     if (!check.checked) notes.push('store not checked (--no-verify)');
     else if (!check.complete)
@@ -107,16 +116,25 @@ export async function storm(ctx: ScenarioContext): Promise<ScenarioResult> {
     notes.push(
       `gateway printed ${gw.outputLines} lines; last: ${gw.outputTail.slice(-3).join(' | ').slice(0, 600)}`,
     );
-    return {
-      scenario: 'storm',
-      target: target.name,
-      targetId: target.id,
-      startedAt: rec.startedAt,
-      params: { vehicles, rate, kill: 'SIGKILL', keepaliveS: o.keepaliveS, storeSync: o.storeSync },
-      figures,
-      timeline: rec.rows,
-      notes,
-    };
+    return withVerdict(
+      {
+        scenario: 'storm',
+        target: target.name,
+        targetId: target.id,
+        startedAt: rec.startedAt,
+        params: {
+          vehicles,
+          rate,
+          kill: 'SIGKILL',
+          keepaliveS: o.keepaliveS,
+          storeSync: o.storeSync,
+        },
+        figures,
+        timeline: rec.rows,
+        notes,
+      },
+      fleetFailures(summaries, vehicles, check),
+    );
   } finally {
     rec.stop();
     await target.close();

@@ -4,17 +4,21 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { DEFAULT_LOOPBACK_SOURCES } from '../../src/sim/fleet.js';
 import {
+  BUILT_IN_SECRETS,
   GatewayProc,
   ProcGroup,
   ROOT,
   SimProc,
   mosquittoPid,
+  owned,
   split,
   startHelperServer,
   type Progress,
   type SimSpec,
 } from './common.js';
+import type { BenchSecrets } from './context.js';
 import { startRedis, type RedisServer } from '../../test/helpers/redis.js';
 
 export interface Target {
@@ -33,6 +37,8 @@ export interface Target {
   gateways: GatewayProc[];
   /** The redis-server this bench started for its gateways (--store redis). */
   redis?: RedisServer;
+  /** The gateway's JWT secret and admin token (VMCP targets). */
+  secrets: BenchSecrets;
   close(): Promise<void>;
 }
 
@@ -49,6 +55,8 @@ export interface TargetOptions {
   /** --target-pid: the external target's pid for CPU sampling. */
   targetPid?: number | undefined;
   httpUrl?: string | undefined;
+  /** Secrets of a --target gateway, or given to the gateways started here (default the built-in ones). */
+  secrets?: BenchSecrets | undefined;
 }
 
 function pkgVersion(name: string): string {
@@ -86,6 +94,7 @@ function helperTarget(
     http: [undefined],
     group,
     gateways: [],
+    secrets: BUILT_IN_SECRETS,
     close: () => helper.stop(),
   };
 }
@@ -93,6 +102,7 @@ function helperTarget(
 export async function openTarget(o: TargetOptions): Promise<Target> {
   const group = new ProcGroup('target');
   const t = o.target;
+  const secrets = o.secrets ?? BUILT_IN_SECRETS;
   if (t === 'aedes') {
     const aedes = await startHelperServer('aedes-broker.ts', ['0'], 'AEDES_PORT');
     return helperTarget(
@@ -117,6 +127,7 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
   }
   if (t === 'c-floor') {
     const exe = join(tmpdir(), `vmcp-c-floor-${process.pid}`);
+    const releaseExe = owned.path(exe, 'c-floor executable');
     const cc = spawnSync('cc', ['-O2', '-o', exe, join(ROOT, 'bench', 'c-floor.c')], {
       encoding: 'utf8',
     });
@@ -129,6 +140,7 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
       async stop() {
         await floor.stop();
         rmSync(exe, { force: true });
+        releaseExe();
       },
     });
   }
@@ -146,6 +158,7 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
       http: [undefined],
       group,
       gateways: [],
+      secrets,
       close: async () => undefined,
     };
   }
@@ -159,28 +172,49 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
       http: [o.httpUrl],
       group,
       gateways: [],
+      secrets,
       close: async () => undefined,
     };
   }
   const gateways: GatewayProc[] = [];
   let redis: RedisServer | undefined;
+  let releaseRedis = (): void => undefined;
   try {
     let flags = o.gatewayFlags;
     if (o.store === 'redis') {
       // AOF with fsync always (what acks rely on); a restart may load a big AOF: up to 5 minutes.
-      redis = await startRedis({ startTimeoutMs: 300_000 });
+      const r = await startRedis({ startTimeoutMs: 300_000 });
+      redis = r;
+      releaseRedis = owned.add({
+        name: `redis-server ${r.url}`,
+        tier: 'store',
+        stop: () => r.stop(),
+        kill: () => {
+          const pid = r.pid();
+          try {
+            if (pid !== undefined) process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
+          rmSync(r.dir, { recursive: true, force: true });
+        },
+      });
       group.add(redis.pid());
       flags = [...flags, '--store', 'redis', '--redis-url', redis.url];
     }
     for (let i = 0; i < o.shards; i++) {
-      const g = new GatewayProc({ flags, cpuProfDir: o.cpuProfDir });
-      await g.start();
+      const g = new GatewayProc({ flags, cpuProfDir: o.cpuProfDir, secrets });
       gateways.push(g);
+      await g.start();
       group.add(g.pid);
     }
   } catch (err) {
-    for (const g of gateways) await g.stop();
+    for (const g of gateways) {
+      await g.stop();
+      g.cleanup();
+    }
     await redis?.stop();
+    releaseRedis();
     throw err;
   }
   const sync = o.gatewayFlags.includes('normal') ? 'normal' : 'full';
@@ -200,12 +234,14 @@ export async function openTarget(o: TargetOptions): Promise<Target> {
     group,
     gateways,
     ...(redis === undefined ? {} : { redis }),
+    secrets,
     async close() {
       for (const g of gateways) {
         await g.stop();
         g.cleanup();
       }
       await redis?.stop();
+      releaseRedis();
     },
   };
 }
@@ -222,7 +258,9 @@ export interface FleetSpec {
   commandTtlMs?: number;
   verifyBudgetMs?: number;
   ramp?: number;
+  /** Extra flags of every simulator; `simFlags` (--sim-flag) only of the VMCP ones. */
   extra?: string[];
+  simFlags?: string[];
   prefix?: string;
 }
 
@@ -254,13 +292,14 @@ export function startFleet(
         batch: spec.batch,
         keepaliveS: spec.keepaliveS,
         // Source addresses 127.0.0.1–50: past the ~28k ephemeral ports of one address.
-        sources: target.kind === 'vmcp' ? '127.0.0.1-127.0.0.50' : undefined,
+        sources: target.kind === 'vmcp' ? DEFAULT_LOOPBACK_SOURCES : undefined,
         ramp: spec.ramp,
         verifyHttp: spec.verify === true ? target.http[shard] : undefined,
         subscriber: target.kind === 'mqtt' && n === 0,
         commandTtlMs: spec.commandTtlMs,
         verifyBudgetMs: spec.verifyBudgetMs,
-        extra: spec.extra,
+        secrets: target.secrets,
+        extra: [...(spec.extra ?? []), ...(target.kind === 'vmcp' ? (spec.simFlags ?? []) : [])],
       };
       const sim = new SimProc(s, onProgress);
       simGroup.add(sim.pid);

@@ -6,13 +6,14 @@ import {
   ProcGroup,
   Recorder,
   connectedNow,
+  saturatedSide,
   sleep,
   waitFor,
   windowLatency,
   windowRate,
   type SimProc,
 } from './common.js';
-import { round, type ScenarioContext, type ScenarioResult } from './context.js';
+import { round, withVerdict, type ScenarioContext, type ScenarioResult } from './context.js';
 import { openTarget, startFleet, type Target, metricsUrls } from './targets.js';
 
 interface StoreCheck {
@@ -26,7 +27,9 @@ interface StoreCheck {
   httpErrors: number;
   /** How long the simulators' checks took, the slowest (ms). */
   elapsedMs: number;
-  /** Some simulator checked the store (--no-verify: none). */
+  /** Vehicles whose records were checked (those that connected). */
+  vehicles: number;
+  /** Some vehicle's records were checked against the store (--no-verify, or none connected: false). */
   checked: boolean;
   /** Every vehicle of every simulator was checked. */
   complete: boolean;
@@ -42,6 +45,7 @@ export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
     unchecked: 0,
     httpErrors: 0,
     elapsedMs: 0,
+    vehicles: 0,
     checked: false,
     complete: summaries.length > 0,
   };
@@ -51,7 +55,7 @@ export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
       r.complete = false;
       continue;
     }
-    r.checked = true;
+    r.vehicles += st.vehicles ?? 0;
     r.loss += st.loss;
     r.lostAcked += st.lostAcked;
     r.disorder += st.disorder;
@@ -61,8 +65,51 @@ export function storeCheck(summaries: Record<string, unknown>[]): StoreCheck {
     r.httpErrors += st.httpErrors;
     r.elapsedMs = Math.max(r.elapsedMs, st.elapsedMs);
   }
+  r.checked = r.vehicles > 0;
   if (r.unchecked > 0) r.complete = false;
   return r;
+}
+
+/** Vehicle connections accepted (CONNACK), summed over the simulators' summaries. */
+export function acceptedConnections(summaries: Record<string, unknown>[]): number {
+  let n = 0;
+  for (const s of summaries)
+    n += (s.connections as { accepted?: number } | undefined)?.accepted ?? 0;
+  return n;
+}
+
+/**
+ * Why a run failed, from its simulators' summaries and the store check: no vehicle connected at
+ * all (what did come back is in the errors), acked messages missing from the store (the gateway's
+ * core guarantee broken). Empty: not failed.
+ */
+export function fleetFailures(
+  summaries: Record<string, unknown>[],
+  vehicles: number,
+  check?: StoreCheck,
+): string[] {
+  const out: string[] = [];
+  if (summaries.length > 0 && acceptedConnections(summaries) === 0) {
+    const kinds = errorKinds(summaries);
+    for (const s of summaries)
+      for (const [k, v] of Object.entries(
+        ((s.connections as { refused?: Record<string, number> }).refused ?? {}) as Record<
+          string,
+          number
+        >,
+      ))
+        kinds[k] = (kinds[k] ?? 0) + v;
+    const why = Object.entries(kinds)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 4)
+      .map(([k, n]) => `${k} ×${n}`);
+    out.push(
+      `no vehicle connected (0 of ${vehicles})${why.length > 0 ? `: ${why.join(', ')}` : ''}`,
+    );
+  }
+  if (check !== undefined && check.lostAcked > 0)
+    out.push(`${check.lostAcked} acked messages missing from the store (lostAcked)`);
+  return out;
 }
 
 /** Error counts by kind, summed over the simulators. */
@@ -96,6 +143,8 @@ export interface SteadyRun {
   figures: Record<string, unknown>;
   curve: [number, number][];
   notes: string[];
+  /** fleetFailures of the run (empty: not failed). */
+  failures: string[];
 }
 
 /** Runs one steady fleet against an open target and measures over the window after the ramp. */
@@ -124,6 +173,7 @@ export async function steady(
       ramp: o.ramp,
       verify: o.verify && target.kind === 'vmcp',
       procsPerShard: o.simsPerShard,
+      simFlags: o.simFlags,
     },
     simGroup,
     rec.onProgress,
@@ -153,6 +203,8 @@ export async function steady(
   const targetCpuMs = cpu1.cpuMs - cpu0.cpuMs;
   const simCpuMs = sim1.cpuMs - sim0.cpuMs;
   const errors = summaries.reduce((a, s) => a + (s.errorsTotal as number), 0);
+  const targetCpuPct = round((targetCpuMs / winMs) * 100);
+  const simCpuPct = round((simCpuMs / winMs) * 100);
   const figures: Record<string, unknown> = {
     vehicles,
     ratePerVehicle: rate,
@@ -168,8 +220,9 @@ export async function steady(
         if (typeof s.serviceHistogram === 'string') h.addEncoded(s.serviceHistogram);
       return h.summary();
     })(),
-    targetCpuPct: round((targetCpuMs / winMs) * 100),
-    simCpuPct: round((simCpuMs / winMs) * 100),
+    targetCpuPct,
+    simCpuPct,
+    saturatedSide: saturatedSide(targetCpuPct, simCpuPct, { simProcesses: sims.length }),
     cpuUsPerAck: stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null,
     targetRssMb: round(cpu1.rssKb / 1024),
     simRssMb: round(sim1.rssKb / 1024),
@@ -200,6 +253,7 @@ export async function steady(
     figures,
     curve: all2.curve(),
     notes,
+    failures: fleetFailures(summaries, vehicles, target.kind === 'vmcp' ? check : undefined),
   };
 }
 
@@ -215,21 +269,25 @@ export async function uplink(ctx: ScenarioContext): Promise<ScenarioResult> {
     store: o.store,
     targetPid: o.targetPid,
     httpUrl: o.httpUrl,
+    secrets: o.secrets,
     cpuProfDir: o.cpuProf ? ctx.profileDir : undefined,
   });
   try {
     const run = await steady(ctx, target, vehicles, rate, durationMs, o.batch);
-    return {
-      scenario: 'uplink',
-      target: target.name,
-      targetId: target.id,
-      startedAt: run.rec.startedAt,
-      params: { vehicles, rate, batch: o.batch, durationMs, storeSync: o.storeSync },
-      figures: run.figures,
-      timeline: run.rec.rows,
-      latencyCurve: run.curve,
-      notes: run.notes,
-    };
+    return withVerdict(
+      {
+        scenario: 'uplink',
+        target: target.name,
+        targetId: target.id,
+        startedAt: run.rec.startedAt,
+        params: { vehicles, rate, batch: o.batch, durationMs, storeSync: o.storeSync },
+        figures: run.figures,
+        timeline: run.rec.rows,
+        latencyCurve: run.curve,
+        notes: run.notes,
+      },
+      run.failures,
+    );
   } finally {
     await target.close();
   }
@@ -250,6 +308,7 @@ export async function overload(ctx: ScenarioContext): Promise<ScenarioResult> {
     target: undefined,
     shards: 1,
     store: o.store,
+    secrets: o.secrets,
     gatewayFlags: [
       ...o.gatewayFlags,
       '--uplink-rate-per-sec',
@@ -272,26 +331,32 @@ export async function overload(ctx: ScenarioContext): Promise<ScenarioResult> {
     const throttledPerSec = Math.round(
       (Number(run.figures.throttled) / Math.max(1, (run.windowTo - run.windowFrom) / 1000)) * 1,
     );
-    return {
-      scenario: 'overload',
-      target: target.name,
-      targetId: target.id,
-      startedAt: run.rec.startedAt,
-      params: {
-        vehicles,
-        sustainable,
-        perVehicleLimit: limit,
-        offeredPerVehicle: limit * 2,
-        durationMs,
+    return withVerdict(
+      {
+        scenario: 'overload',
+        target: target.name,
+        targetId: target.id,
+        startedAt: run.rec.startedAt,
+        params: {
+          vehicles,
+          sustainable,
+          perVehicleLimit: limit,
+          offeredPerVehicle: limit * 2,
+          durationMs,
+        },
+        figures: { ...run.figures, gatewayAlive: alive, throttledPerSec },
+        timeline: run.rec.rows,
+        latencyCurve: run.curve,
+        notes: [
+          ...run.notes,
+          `gateway configured with --uplink-rate-per-sec ${limit} --uplink-burst ${limit * 2}; vehicles offer ${limit * 2}/s each`,
+        ],
       },
-      figures: { ...run.figures, gatewayAlive: alive, throttledPerSec },
-      timeline: run.rec.rows,
-      latencyCurve: run.curve,
-      notes: [
-        ...run.notes,
-        `gateway configured with --uplink-rate-per-sec ${limit} --uplink-burst ${limit * 2}; vehicles offer ${limit * 2}/s each`,
+      [
+        ...run.failures,
+        ...(alive ? [] : ['the gateway did not answer /healthz after the overload']),
       ],
-    };
+    );
   } finally {
     await target.close();
   }

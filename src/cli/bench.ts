@@ -1,6 +1,7 @@
 // `vmcp bench`: runs a load-benchmark scenario of bench/fleet.ts (a source checkout with dev dependencies).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -8,7 +9,8 @@ export const BENCH_HELP = `Usage: vmcp bench <scenario> [options]
 
 Runs a bounded load-benchmark scenario and writes JSON lines to stdout and an HTML report to
 bench/results/. Scenarios: connections, uplink, saturation, overload, storm, downlink, compare,
-soak.
+soak. Exits 1 when the run failed (no vehicle connected, acked messages lost), 2 on a bad argument;
+SIGINT / SIGTERM stop what it started (exit 130 / 143).
 It runs bench/fleet.ts from a source checkout (npm install; npm run build first). Options:
 'vmcp bench <scenario> --help'; figures and commands: docs/benchmarks.md.
 `;
@@ -46,7 +48,10 @@ export async function bench(argv: string[], out: Out, err: Out): Promise<number>
   process.on('SIGTERM', onTerm);
   try {
     return await new Promise<number>((resolve) => {
-      child.on('close', (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
+      // Killed by a signal: 128 + its number, as a shell reports it.
+      child.on('close', (code, signal) =>
+        resolve(code ?? (signal === null ? 1 : 128 + (constants.signals[signal] ?? 0))),
+      );
       child.on('error', (e) => {
         err(`vmcp bench: ${e.message}\n`);
         resolve(1);

@@ -1,10 +1,14 @@
 // `vmcp sim`: the fleet simulator — N simulated vehicles against a gateway, live progress, JSON summary.
 import { createInterface } from 'node:readline';
 import { parseDuration, parseFlags, parseHostPort } from '../config/index.js';
+import { checkFlags, flagText } from '../sim/args.js';
 import {
+  DEFAULT_LOOPBACK_SOURCES,
   SIM_DEFAULTS,
   SimFleet,
+  defaultSources,
   parseSources,
+  simFailures,
   type SimAuth,
   type SimOptions,
 } from '../sim/fleet.js';
@@ -14,7 +18,8 @@ export const SIM_HELP = `Usage: vmcp sim --target HOST:PORT --vehicles N --rate 
 Runs N simulated vehicles (routes around a city, speed, heading, battery or fuel, odometer,
 occasional events) against a gateway: TELEMETRY at R samples/s each with the seq/ack/resend rules
 of PROTOCOL.md 3.2, commands answered SUCCEEDED, sensor reads answered. Prints live progress on a
-terminal and a JSON summary on stdout at the end.
+terminal and a JSON summary on stdout at the end. Exits 1 (with a line on stderr) when no vehicle
+ever connected or --verify found acked records missing from the store; 2 on a bad argument.
 
   --target HOST:PORT       gateway vehicle listener (default 127.0.0.1:7000)
   --vehicles N             simulated vehicles (default 100)
@@ -24,7 +29,10 @@ terminal and a JSON summary on stdout at the end.
   --keepalive S            proposed keepalive in seconds (default 30)
   --jwt-secret S           mint HS256 tokens (default: env VMCP_JWT_SECRET)
   --token-ttl D            lifetime of minted tokens (default 24h)
-  --register               register each vehicle through the API and connect with its credential
+  --register               register each vehicle through the API (POST /api/v1/devices: a slow hash
+                           per device on the gateway) BEFORE --duration starts (its time is the
+                           summary's registration.elapsedMs), then connect with its credential once
+                           and after that with the TOKEN the gateway issued in the CONNACK
   --admin-token T          API bearer token (default: env VMCP_ADMIN_TOKEN)
   --http URL               API base URL, e.g. http://127.0.0.1:8080 (registration, --verify)
   --secret-seed S          seed of the registration secrets (default vmcp-sim)
@@ -34,9 +42,15 @@ terminal and a JSON summary on stdout at the end.
                            about one disk read per record: give long runs more
   --id-prefix P            vehicle ids are P + 6 digits (default SIM-); distinct per sim process
   --first-index N          number of the first vehicle (default 0)
-  --sources A-B            local source addresses, e.g. 127.0.0.1-127.0.0.50 (round-robin)
+  --sources A-B            local source addresses, round-robin, e.g. 127.0.0.1-127.0.0.50 or
+                           127.0.0.1 (one address). Default: ${DEFAULT_LOOPBACK_SOURCES} when the target is
+                           in 127.0.0.0/8 (past the ~28k ephemeral ports of one address), else none
   --ramp N                 new connections per second (default 2000)
-  --max-connecting N       connections awaiting CONNACK at most (default 1000)
+  --max-connecting N       connections awaiting CONNACK at most (default 1000); below it the limit
+                           adapts: it starts at 64, grows on quick CONNACKs and shrinks on slow ones
+                           or connect timeouts (a gateway checking registered secrets is slow)
+  --connect-timeout D      a connection without CONNACK after this long is dropped and retried
+                           (default 15s)
   --window N               samples in flight per vehicle (default 256)
   --max-backlog N          unacked samples kept per vehicle; beyond it samples are skipped (default 5000)
   --drain D                after the duration, wait this long for outstanding acks (default 5s)
@@ -50,6 +64,39 @@ terminal and a JSON summary on stdout at the end.
 
 type Out = (text: string) => void;
 
+/** Flags taking a value, and switches (camelCase, as parseFlags gives them). */
+const VALUED = [
+  'target',
+  'vehicles',
+  'rate',
+  'duration',
+  'batch',
+  'keepalive',
+  'jwtSecret',
+  'tokenTtl',
+  'adminToken',
+  'http',
+  'secretSeed',
+  'verifyBudget',
+  'idPrefix',
+  'firstIndex',
+  'sources',
+  'ramp',
+  'maxConnecting',
+  'connectTimeout',
+  'window',
+  'maxBacklog',
+  'drain',
+  'backoffBase',
+  'backoffCap',
+  'commandTtl',
+  'tick',
+  'seed',
+  'progress',
+  'control',
+] as const;
+const SWITCHES = ['register', 'verify', 'help'] as const;
+
 function num(
   flags: Record<string, string | true>,
   key: string,
@@ -60,20 +107,37 @@ function num(
   const raw = flags[key];
   if (raw === undefined) return def;
   const n = Number(raw);
-  if (raw === true || !Number.isFinite(n) || n < min || n > max)
-    throw new Error(
-      `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: expected a number in ${min}–${max}`,
-    );
+  if (raw === true || raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
+    throw new Error(`${flagText(key)}: expected a number in ${min}–${max}`);
   return n;
 }
 
-function duration(flags: Record<string, string | true>, key: string, def: number): number {
+/** A count: like num, and a whole number. */
+function int(
+  flags: Record<string, string | true>,
+  key: string,
+  def: number,
+  min: number,
+  max: number,
+): number {
+  const n = num(flags, key, def, min, max);
+  if (!Number.isInteger(n))
+    throw new Error(`${flagText(key)}: expected a whole number in ${min}–${max}`);
+  return n;
+}
+
+function duration(
+  flags: Record<string, string | true>,
+  key: string,
+  def: number,
+  minMs = 0,
+): number {
   const raw = flags[key];
   if (raw === undefined) return def;
   const ms = raw === true ? undefined : parseDuration(raw);
-  if (ms === undefined)
+  if (ms === undefined || ms < minMs)
     throw new Error(
-      `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: expected a duration like 60s`,
+      `${flagText(key)}: expected a duration like 60s${minMs > 0 ? ` (at least ${minMs} ms)` : ''}`,
     );
   return ms;
 }
@@ -83,13 +147,27 @@ function str(flags: Record<string, string | true>, key: string): string | undefi
   return typeof v === 'string' ? v : undefined;
 }
 
+function sources(text: string): string[] {
+  try {
+    const list = parseSources(text);
+    if (list.length === 0) throw new Error('no address');
+    return list;
+  } catch (e) {
+    throw new Error(`--sources: ${(e as Error).message}`);
+  }
+}
+
 /** Builds the simulator's options from flags and environment; throws Error with a usage message. */
 export function simOptions(argv: string[], env: NodeJS.ProcessEnv): SimOptions {
-  const { flags } = parseFlags(argv);
+  const parsed = parseFlags(argv);
+  checkFlags(parsed, VALUED, SWITCHES);
+  const { flags } = parsed;
   const target = parseHostPort(str(flags, 'target') ?? '127.0.0.1:7000');
   if (target === undefined) throw new Error('--target: expected HOST:PORT');
   const adminToken = str(flags, 'adminToken') ?? env.VMCP_ADMIN_TOKEN;
   const http = str(flags, 'http')?.replace(/\/+$/, '');
+  if (http !== undefined && !/^https?:\/\/[^/]/.test(http))
+    throw new Error('--http: expected a URL like http://127.0.0.1:8080');
   let auth: SimAuth;
   if (flags.register === true) {
     if (adminToken === undefined || http === undefined)
@@ -119,25 +197,26 @@ export function simOptions(argv: string[], env: NodeJS.ProcessEnv): SimOptions {
   return {
     host: target.host,
     port: target.port,
-    vehicles: num(flags, 'vehicles', SIM_DEFAULTS.vehicles, 1, 1_000_000),
+    vehicles: int(flags, 'vehicles', SIM_DEFAULTS.vehicles, 1, 1_000_000),
     rate: num(flags, 'rate', SIM_DEFAULTS.rate, 0, 10_000),
     durationMs: duration(flags, 'duration', SIM_DEFAULTS.durationMs),
-    batch: num(flags, 'batch', SIM_DEFAULTS.batch, 1, 255),
-    keepaliveS: num(flags, 'keepalive', SIM_DEFAULTS.keepaliveS, 1, 65_535),
+    batch: int(flags, 'batch', SIM_DEFAULTS.batch, 1, 255),
+    keepaliveS: int(flags, 'keepalive', SIM_DEFAULTS.keepaliveS, 1, 65_535),
     idPrefix,
-    firstIndex: num(flags, 'firstIndex', SIM_DEFAULTS.firstIndex, 0, 999_999_999),
-    sources: sourcesText === undefined ? [] : parseSources(sourcesText),
+    firstIndex: int(flags, 'firstIndex', SIM_DEFAULTS.firstIndex, 0, 999_999_999),
+    sources: sourcesText === undefined ? defaultSources(target.host) : sources(sourcesText),
     rampPerSec: num(flags, 'ramp', SIM_DEFAULTS.rampPerSec, 1, 1_000_000),
-    maxConnecting: num(flags, 'maxConnecting', SIM_DEFAULTS.maxConnecting, 1, 1_000_000),
+    maxConnecting: int(flags, 'maxConnecting', SIM_DEFAULTS.maxConnecting, 1, 1_000_000),
+    connectTimeoutMs: duration(flags, 'connectTimeout', SIM_DEFAULTS.connectTimeoutMs, 100),
     auth,
-    tickMs: duration(flags, 'tick', SIM_DEFAULTS.tickMs),
-    window: num(flags, 'window', SIM_DEFAULTS.window, 1, 100_000),
-    maxBacklog: num(flags, 'maxBacklog', SIM_DEFAULTS.maxBacklog, 1, 10_000_000),
+    tickMs: duration(flags, 'tick', SIM_DEFAULTS.tickMs, 1),
+    window: int(flags, 'window', SIM_DEFAULTS.window, 1, 100_000),
+    maxBacklog: int(flags, 'maxBacklog', SIM_DEFAULTS.maxBacklog, 1, 10_000_000),
     drainMs: duration(flags, 'drain', SIM_DEFAULTS.drainMs),
     backoffBaseMs: duration(flags, 'backoffBase', SIM_DEFAULTS.backoffBaseMs),
     backoffCapMs: duration(flags, 'backoffCap', SIM_DEFAULTS.backoffCapMs),
     commandTtlMs: duration(flags, 'commandTtl', SIM_DEFAULTS.commandTtlMs),
-    seed: num(flags, 'seed', SIM_DEFAULTS.seed, 0, 2 ** 32 - 1),
+    seed: int(flags, 'seed', SIM_DEFAULTS.seed, 0, 2 ** 32 - 1),
     progressMs: SIM_DEFAULTS.progressMs,
     verify,
   };
@@ -162,6 +241,11 @@ export async function sim(argv: string[], out: Out, err: Out): Promise<number> {
     err('vmcp sim: --progress: tty, json or none\n');
     return 2;
   }
+  const control = str(flags, 'control');
+  if (control !== undefined && control !== 'stdin') {
+    err('vmcp sim: --control: only "stdin"\n');
+    return 2;
+  }
   const fleet = new SimFleet(opts, {
     note: err,
     status: mode === 'tty' ? (line) => err(`\r\x1b[2K${line}`) : undefined,
@@ -171,7 +255,7 @@ export async function sim(argv: string[], out: Out, err: Out): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let rl: ReturnType<typeof createInterface> | undefined;
-  if (str(flags, 'control') === 'stdin') {
+  if (control === 'stdin') {
     rl = createInterface({ input: process.stdin });
     rl.on('line', (line) => {
       try {
@@ -187,8 +271,9 @@ export async function sim(argv: string[], out: Out, err: Out): Promise<number> {
     const summary = await fleet.run();
     if (mode === 'tty') err('\n');
     out(`${JSON.stringify(summary)}\n`);
-    const lost = summary.store?.lostAcked ?? 0;
-    return lost > 0 ? 1 : 0;
+    const failures = simFailures(summary);
+    for (const f of failures) err(`vmcp sim: FAILED: ${f}\n`);
+    return failures.length > 0 ? 1 : 0;
   } finally {
     rl?.close();
     process.off('SIGINT', onSignal);

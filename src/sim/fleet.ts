@@ -27,12 +27,21 @@ export interface SimOptions {
   idPrefix: string;
   /** Number of the first vehicle (ids are idPrefix + zero-padded number). */
   firstIndex: number;
-  /** Local source addresses, assigned round-robin (spreads past ~28k ephemeral ports per address). */
+  /**
+   * Local source addresses, assigned round-robin (spreads past ~28k ephemeral ports per address); the
+   * CLI defaults to DEFAULT_LOOPBACK_SOURCES for a target in 127.0.0.0/8 (defaultSources).
+   */
   sources: string[];
   /** New connections started per second, at most. */
   rampPerSec: number;
-  /** Connections waiting for CONNACK, at most. */
+  /**
+   * Connections waiting for CONNACK, at most. Below it the fleet adapts its own limit: it starts at
+   * CONNECT_LIMIT_START, grows by one per CONNACK answered within a quarter of connectTimeoutMs and
+   * shrinks to 70 % (once per round of CONNECTs) on a slower one or a connect timeout.
+   */
   maxConnecting: number;
+  /** A connection without CONNACK after this long is dropped (connect_timeout) and retried. */
+  connectTimeoutMs: number;
   auth: SimAuth;
   tickMs: number;
   window: number;
@@ -61,6 +70,7 @@ export const SIM_DEFAULTS = {
   sources: [] as string[],
   rampPerSec: 2_000,
   maxConnecting: 1_000,
+  connectTimeoutMs: 15_000,
   tickMs: 20,
   window: 256,
   maxBacklog: 5_000,
@@ -100,6 +110,12 @@ export interface ProgressSample {
   /** Over the last interval. */
   sentPerSec: number;
   storedPerSec: number;
+  /** Commands received by the vehicles over the interval (the downlink's deliveries), per second. */
+  commandsPerSec: number;
+  /** Deliveries to the receiving side: here the commands (as commands and commandsPerSec; the MQTT
+   * simulator of the bench reports its subscriber's deliveries under these names). */
+  delivered: number;
+  deliveredPerSec: number;
   p50: number;
   p99: number;
   max: number;
@@ -131,9 +147,14 @@ export interface SimSummary {
     refused: Record<string, number>;
     disconnects: Record<string, number>;
     connectLatencyMs: LatencySummary;
+    /** CONNECTs awaiting CONNACK: the most at once, and the adaptive limit at the end. */
+    peakConnecting: number;
+    connectingLimit: number;
     lastReconnectAt: number;
     lastResyncAt: number;
   };
+  /** --register: the devices registered through the API before the run (and its duration) started. */
+  registration?: RegistrationResult;
   uplink: {
     generated: number;
     events: number;
@@ -172,6 +193,54 @@ export interface SimSummary {
   errorsTotal: number;
   process: { cpuUserMs: number; cpuSystemMs: number; rssMb: number; loopDelayMaxMs: number };
   store?: VerifyResult;
+}
+
+export interface RegistrationResult {
+  devices: number;
+  registered: number;
+  /** Already registered (409): their secret is the same (derived from the seed). */
+  existing: number;
+  failed: number;
+  /** Time the registration took (POST /api/v1/devices, a slow hash per device on the gateway). */
+  elapsedMs: number;
+}
+
+/** Source addresses used by default against a loopback target: past ~28k ephemeral ports per address. */
+export const DEFAULT_LOOPBACK_SOURCES = '127.0.0.1-127.0.0.50';
+
+/** CONNECTs in flight at the start and at least (the adaptive limit; see SimOptions.maxConnecting). */
+export const CONNECT_LIMIT_START = 64;
+export const CONNECT_LIMIT_MIN = 16;
+
+/** The default source addresses for a target host: spread over 127.0.0.1–50 if it is in 127.0.0.0/8. */
+export function defaultSources(host: string): string[] {
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+    ? parseSources(DEFAULT_LOOPBACK_SOURCES)
+    : [];
+}
+
+/**
+ * Why a finished run counts as failed (`vmcp sim` exits 1 and says so on stderr): no vehicle ever
+ * connected, or the store check (--verify) found acked records missing. Empty: not failed.
+ */
+export function simFailures(s: SimSummary): string[] {
+  const out: string[] = [];
+  if (s.connections.accepted === 0) {
+    const why = [...Object.entries(s.connections.refused), ...Object.entries(s.errors)]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 4)
+      .map(([k, n]) => `${k} ×${n}`);
+    out.push(
+      `no vehicle ever connected to ${s.target} (${s.connections.attempts} attempts` +
+        `${why.length > 0 ? `; ${why.join(', ')}` : ''})`,
+    );
+  }
+  const lost = s.store?.lostAcked ?? 0;
+  if (lost > 0)
+    out.push(
+      `${lost} acked records missing from the store (lostAcked): the gateway lost what it acknowledged`,
+    );
+  return out;
 }
 
 /** "127.0.0.1-127.0.0.50" or "127.0.0.1,127.0.0.2" → addresses. Throws on a malformed range. */
@@ -224,7 +293,11 @@ export class SimFleet {
   private lastTick = 0;
   private connectBudget = 0;
   private cursor = 0;
-  private lastProgress = { at: 0, sent: 0, stored: 0 };
+  private lastProgress = { at: 0, sent: 0, stored: 0, commands: 0 };
+  /** CONNECTs in flight allowed now (adaptive, ≤ opts.maxConnecting), and when it last shrank. */
+  private connectLimit: number;
+  private connectShrunkAt = 0;
+  private registration: RegistrationResult | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
   private sendingEndedAt = 0;
   private stopRequested = false;
@@ -252,9 +325,13 @@ export class SimFleet {
       rate: opts.rate,
       generating: true,
       stopping: false,
+      connectTimeoutMs: opts.connectTimeoutMs,
       dueAt: new Float64Array(opts.vehicles),
       credentials: (v) => this.credentials(v),
+      connectAnswered: (startedAt, ms) => this.connectAnswered(startedAt, ms),
+      connectTimedOut: (startedAt) => this.shrinkConnects(startedAt),
     };
+    this.connectLimit = Math.min(opts.maxConnecting, CONNECT_LIMIT_START);
     for (let i = 0; i < opts.vehicles; i++) {
       const n = opts.firstIndex + i;
       const source = opts.sources.length > 0 ? opts.sources[i % opts.sources.length] : undefined;
@@ -278,6 +355,28 @@ export class SimFleet {
     this.wake?.();
   }
 
+  /** The adaptive limit of CONNECTs in flight now (see SimOptions.maxConnecting). */
+  get connectingLimit(): number {
+    return Math.floor(this.connectLimit);
+  }
+
+  private connectAnswered(startedAt: number, ms: number): void {
+    if (ms > this.opts.connectTimeoutMs / 4) this.shrinkConnects(startedAt);
+    else this.connectLimit = Math.min(this.opts.maxConnecting, this.connectLimit + 1);
+  }
+
+  /**
+   * A slow CONNACK or a connect timeout: the gateway has more CONNECTs than it answers in time (a
+   * registered secret costs it a slow hash). Shrinks to 70 %, once per round: only for a CONNECT
+   * started after the last shrink (those queued before it say nothing new).
+   */
+  private shrinkConnects(startedAt: number): void {
+    if (startedAt < this.connectShrunkAt) return;
+    this.connectShrunkAt = performance.now();
+    const floor = Math.min(this.opts.maxConnecting, CONNECT_LIMIT_MIN);
+    this.connectLimit = Math.max(floor, this.connectLimit * 0.7);
+  }
+
   private credentials(v: SimVehicle): { token?: string; credential?: Uint8Array } {
     const auth = this.opts.auth;
     if (auth.kind === 'jwt') return { token: this.tokens.get(v.id) };
@@ -285,7 +384,10 @@ export class SimFleet {
     return { credential: this.encoder.encode(registrationSecret(auth.secretSeed, v.id)) };
   }
 
-  /** Mints (JWT) or registers (API) every vehicle's credentials, in bounded concurrent batches. */
+  /**
+   * Mints (JWT) or registers (API) every vehicle's credentials, in bounded concurrent batches. Before
+   * the run's duration starts; the registration's time is in the summary.
+   */
   private async prepareCredentials(): Promise<void> {
     const auth = this.opts.auth;
     if (auth.kind === 'jwt') {
@@ -302,6 +404,7 @@ export class SimFleet {
       }
       return;
     }
+    const started = performance.now();
     let registered = 0;
     let existing = 0;
     const failures: string[] = [];
@@ -333,8 +436,16 @@ export class SimFleet {
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
+    const elapsedMs = Math.round(performance.now() - started);
+    this.registration = {
+      devices: this.vehicles.length,
+      registered,
+      existing,
+      failed: failures.length,
+      elapsedMs,
+    };
     this.output.note?.(
-      `registered ${registered} devices (${existing} already registered, ${failures.length} failed)\n`,
+      `registered ${registered} devices in ${(elapsedMs / 1000).toFixed(1)} s (${existing} already registered, ${failures.length} failed)\n`,
     );
     if (failures.length > 0) this.output.note?.(`  first failure: ${failures[0]}\n`);
   }
@@ -349,7 +460,7 @@ export class SimFleet {
     this.startedAt = performance.now();
     this.startEpoch = Date.now();
     this.lastTick = this.startedAt;
-    this.lastProgress = { at: this.startedAt, sent: 0, stored: 0 };
+    this.lastProgress = { at: this.startedAt, sent: 0, stored: 0, commands: 0 };
     this.connectBudget = Math.min(opts.rampPerSec * (opts.tickMs / 1000), opts.maxConnecting);
     this.loopDelay.enable();
     this.timer = setInterval(() => this.tick(), opts.tickMs);
@@ -423,8 +534,9 @@ export class SimFleet {
     const n = vehicles.length;
     // Connections: a rotating cursor so no vehicle starves under the ramp limit.
     if (!this.ctx.stopping) {
+      const limit = this.connectLimit;
       for (let k = 0; k < n && this.connectBudget >= 1; k++) {
-        if (st.connecting >= opts.maxConnecting) break;
+        if (st.connecting >= limit) break;
         const v = vehicles[this.cursor]!;
         this.cursor = this.cursor + 1 === n ? 0 : this.cursor + 1;
         if ((v.state === 'idle' || v.state === 'waiting') && now >= v.reconnectAt) {
@@ -432,6 +544,7 @@ export class SimFleet {
           v.startConnect(now);
         }
       }
+      if (st.connecting > st.peakConnecting) st.peakConnecting = st.connecting;
     }
     // Only the vehicles with something due (see VehicleContext.dueAt).
     const due = this.ctx.dueAt;
@@ -462,6 +575,9 @@ export class SimFleet {
       commands: st.commands,
       sentPerSec: Math.round((st.sent - this.lastProgress.sent) / dt),
       storedPerSec: Math.round((st.stored - this.lastProgress.stored) / dt),
+      commandsPerSec: Math.round((st.commands - this.lastProgress.commands) / dt),
+      delivered: st.commands,
+      deliveredPerSec: Math.round((st.commands - this.lastProgress.commands) / dt),
       p50: interval.percentileMs(50),
       p99: interval.percentileMs(99),
       max: interval.percentileMs(100),
@@ -470,7 +586,7 @@ export class SimFleet {
     };
     if (p.loopMaxMs > this.loopDelayMaxMs) this.loopDelayMaxMs = p.loopMaxMs;
     this.loopDelay.reset();
-    this.lastProgress = { at: now, sent: st.sent, stored: st.stored };
+    this.lastProgress = { at: now, sent: st.sent, stored: st.stored, commands: st.commands };
     this.output.progress?.(JSON.stringify(p));
     this.output.status?.(
       `t=${(p.t / 1000).toFixed(0)}s connected ${p.connected}/${this.vehicles.length}` +
@@ -510,9 +626,12 @@ export class SimFleet {
         refused: st.refused,
         disconnects: st.disconnects,
         connectLatencyMs: st.connect.summary(),
+        peakConnecting: st.peakConnecting,
+        connectingLimit: this.connectingLimit,
         lastReconnectAt: st.lastReconnectAt,
         lastResyncAt: st.lastResyncAt,
       },
+      ...(this.registration === undefined ? {} : { registration: this.registration }),
       uplink: {
         generated: st.generated,
         events: st.events,

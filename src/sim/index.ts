@@ -1,4 +1,5 @@
 // The fleet simulator (`vmcp sim`): lean raw-protocol simulated vehicles on one shared loop.
+export * from './args.js';
 export * from './fleet.js';
 export * from './histogram.js';
 export * from './limits.js';

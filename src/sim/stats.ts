@@ -9,6 +9,8 @@ export class SimStats {
   connected = 0;
   connecting = 0;
   peakConnected = 0;
+  /** Most connections awaiting CONNACK at once. */
+  peakConnecting = 0;
   /** performance.now() when every vehicle was first connected at once (0: never). */
   allConnectedAt = 0;
   refused: Record<string, number> = {};

@@ -52,6 +52,8 @@ export interface VehicleContext {
   readonly maxBacklog: number;
   readonly backoffBaseMs: number;
   readonly backoffCapMs: number;
+  /** A connection without CONNACK after this long is dropped (connect_timeout) and retried. */
+  readonly connectTimeoutMs: number;
   /** TTL the API was given for commands, to derive their accept time from EXPIRES_AT (0: unknown). */
   readonly commandTtlMs: number;
   readonly seed: number;
@@ -69,10 +71,15 @@ export interface VehicleContext {
   readonly dueAt: Float64Array;
   /** Credentials for a CONNECT: a token (minted or issued at registration) or the registered secret. */
   credentials(v: SimVehicle): { token?: string | undefined; credential?: Uint8Array | undefined };
+  /**
+   * A CONNACK (any status) arrived `ms` after the connect started at `startedAt`, or the connect timed
+   * out: what the fleet's limit on CONNECTs in flight adapts to.
+   */
+  connectAnswered(startedAt: number, ms: number): void;
+  connectTimedOut(startedAt: number): void;
 }
 
 const SOCKET_HIGH_WATER = 64 * 1024;
-const CONNECT_TIMEOUT_MS = 15_000;
 const SESSION_RESETS_BACKOFF_MS = 60_000; // 7: the attempt count resets after a 60 s session
 const PING_MISSES = 3;
 const CLIENT_INFO = 'vmcp-sim/1';
@@ -394,6 +401,7 @@ export class SimVehicle implements MessageSink {
     this.wake();
     st.connecting--;
     const now = performance.now();
+    this.ctx.connectAnswered(this.connectStartedAt, now - this.connectStartedAt);
     if (ack.status !== ConnackStatus.ACCEPTED) {
       bump(st.refused, CONNACK_NAMES[ack.status] ?? String(ack.status));
       if (ack.retryAfterMs !== undefined) this.retryAfterMs = ack.retryAfterMs;
@@ -618,7 +626,7 @@ export class SimVehicle implements MessageSink {
    * changes these sooner (CONNACK, acks, the socket closing, a rate change) wakes the vehicle.
    */
   private nextDue(): number {
-    if (this.state === 'connecting') return this.connectStartedAt + CONNECT_TIMEOUT_MS;
+    if (this.state === 'connecting') return this.connectStartedAt + this.ctx.connectTimeoutMs;
     if (this.motion === null) return Infinity;
     const ctx = this.ctx;
     let due = ctx.generating && ctx.rate > 0 ? this.nextSampleAt : Infinity;
@@ -632,8 +640,9 @@ export class SimVehicle implements MessageSink {
   private work(now: number): void {
     const ctx = this.ctx;
     if (this.state === 'connecting') {
-      if (now - this.connectStartedAt >= CONNECT_TIMEOUT_MS) {
+      if (now - this.connectStartedAt >= ctx.connectTimeoutMs) {
         ctx.stats.error('connect_timeout');
+        ctx.connectTimedOut(this.connectStartedAt);
         this.socket?.destroy();
       }
       return;
