@@ -148,7 +148,7 @@ export class GatewayApp {
     let listening = false;
     const api = buildApi(gateway, {
       adminToken: secrets.adminToken,
-      isReady: () => listening && gateway.ready,
+      isReady: () => listening,
       logger,
     });
     const listeners: Listener[] = [];

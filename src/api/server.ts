@@ -468,8 +468,11 @@ export function buildApi(gw: Gateway, opts: ApiOptions): FastifyInstance {
 
     async readyz(_req, reply) {
       // The caller's view (listeners up, store open) and the core's (store writable, not draining).
-      if (opts.isReady() && gw.ready) return { status: 'ok' };
-      return fail(reply, 503, 'not_ready', 'not ready: listeners or store not up');
+      if (!opts.isReady())
+        return fail(reply, 503, 'not_ready', 'not ready: listeners or store not open');
+      const why = gw.notReadyReason;
+      if (why === undefined) return { status: 'ok' };
+      return fail(reply, 503, 'not_ready', `not ready: ${why}`);
     },
 
     async metrics(_req, reply) {

@@ -1,4 +1,5 @@
 // `vmcp serve`: runs the gateway until SIGTERM/SIGINT, then drains gracefully.
+import { basename } from 'node:path';
 import { GatewayApp } from '../app.js';
 import { formatHostPort, loadConfig, parseFlags, settingsHelp } from '../config/index.js';
 import { isVmcpError } from '../errors.js';
@@ -68,11 +69,17 @@ export async function serve(
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
   });
-  if (app.secrets.generated.length > 0) {
+  // A hint for each file this start generated, and only for those (a secret from the environment
+  // has no file to point at).
+  const generated = app.secrets.generated;
+  if (generated.length > 0) {
+    const made = (file: string): boolean => generated.some((p) => basename(p) === file);
     err(
-      `vmcp: generated secrets in ${config.dataDir} (${app.secrets.generated.join(', ')}).\n` +
-        `  Mint a vehicle token:  npx vmcp token --data-dir ${config.dataDir} --vehicle VIN --scope "telemetry:publish event:publish command:receive"\n` +
-        `  API bearer token:      cat ${config.dataDir}/admin-token\n`,
+      `vmcp: generated secrets in ${config.dataDir} (${generated.join(', ')}).\n` +
+        (made('jwt-secret')
+          ? `  Mint a vehicle token:  npx vmcp token --data-dir ${config.dataDir} --vehicle VIN --scope "telemetry:publish event:publish command:receive"\n`
+          : '') +
+        (made('admin-token') ? `  API bearer token:      cat ${config.dataDir}/admin-token\n` : ''),
     );
   }
   err(

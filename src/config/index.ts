@@ -465,6 +465,13 @@ export function settingsHelp(): string {
         : s.kind === 'hostport'
           ? ` (default ${formatHostPort(def as HostPort)})`
           : ` (default ${JSON.stringify(def)})`;
-    return `  --${flagName(s.key).padEnd(24)} ${envName(s.key).padEnd(28)} ${s.help}${shown}`;
+    const line = `  --${flagName(s.key).padEnd(24)} ${envName(s.key).padEnd(28)} ${s.help}${shown}`;
+    const aliases = Object.entries(ALIASES)
+      .filter(([, key]) => key === s.key)
+      .map(
+        ([alias]) =>
+          `  --${flagName(alias).padEnd(24)} ${envName(alias).padEnd(28)} alias of --${flagName(s.key)}`,
+      );
+    return [line, ...aliases].join('\n');
   }).join('\n');
 }

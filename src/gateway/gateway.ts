@@ -207,7 +207,15 @@ export class Gateway {
 
   /** /readyz: the store takes writes, the disk is above the floor, and the gateway is not draining. */
   get ready(): boolean {
-    return this.storeUp && !this.diskLow && !this.draining;
+    return this.notReadyReason === undefined;
+  }
+
+  /** Why /readyz answers 503, or undefined when ready. */
+  get notReadyReason(): string | undefined {
+    if (this.draining) return 'draining';
+    if (!this.storeUp) return 'store not taking writes';
+    if (this.diskLow) return 'free disk below the floor';
+    return undefined;
   }
 
   get connectedCount(): number {

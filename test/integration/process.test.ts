@@ -159,6 +159,20 @@ describe('zero-config start', () => {
   }, 60_000);
 });
 
+describe("the first start's hints", () => {
+  it('name only the files this start generated (an admin token from the environment has none)', async () => {
+    const dir = tempDir();
+    const gw = await serve(['--data-dir', dir], { VMCP_ADMIN_TOKEN: ADMIN });
+    try {
+      expect(gw.stderr()).toContain('Mint a vehicle token:  npx vmcp token');
+      expect(gw.stderr()).not.toContain('admin-token');
+      expect(existsSync(join(dir, 'admin-token'))).toBe(false);
+    } finally {
+      await stopProcess(gw);
+    }
+  });
+});
+
 describe('readiness and shutdown', () => {
   it('answers /readyz 200 within 30 s of start', async () => {
     const started = Date.now();

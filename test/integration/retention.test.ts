@@ -67,7 +67,12 @@ describe('free-disk floor', () => {
       }
       expect(ack).toEqual({ seq, status: AckStatus.THROTTLED });
       // Shedding shows: not ready, and the metrics say why.
-      expect((await fetch(`${gw.httpUrl}/readyz`)).status).toBe(503);
+      const ready = await fetch(`${gw.httpUrl}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({
+        code: 'not_ready',
+        message: 'not ready: free disk below the floor',
+      });
       const text = await (await fetch(`${gw.httpUrl}/metrics`)).text();
       expect(text).toMatch(/^vmcp_disk_below_floor 1$/m);
       expect(text).toMatch(/^vmcp_disk_free_bytes \d+/m);
