@@ -56,6 +56,7 @@ import {
   MemoryOutbox,
   type CommandRecord,
   type OutboxStore,
+  type StoredUplink,
 } from './outbox.js';
 import { realTimers, type TimerHandle, type Timers } from './timers.js';
 import {
@@ -155,10 +156,19 @@ export interface AckedInfo {
 }
 
 /** Typed events of VehicleClient. */
+/** `count` messages never sent moved from seq `from` on to seq `to` on. */
+export interface RenumberedInfo {
+  from: number;
+  to: number;
+  count: number;
+}
+
 export interface VehicleClientEvents {
   connected: [ConnectedInfo];
   disconnected: [DisconnectedInfo];
   acked: [AckedInfo];
+  /** Unsent messages moved to later seqs, the gateway having consumed theirs (a lost outbox). */
+  renumbered: [RenumberedInfo];
   command: [CommandMessage];
   error: [Error];
   token: [string];
@@ -198,6 +208,11 @@ interface OutEntry {
   /** The sample's TLVs, encoded once. */
   tlv: Uint8Array;
   enqueuedAt: number;
+  /**
+   * The sample as published, kept until the message is first written to a socket: a message never
+   * sent can take another seq (see renumberUnsent); one loaded from the store may have been sent.
+   */
+  unsent?: StoredUplink;
   resolve?: (seq: number) => void;
   reject?: (err: Error) => void;
 }
@@ -840,6 +855,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       conn.socket.destroy();
       return;
     }
+    this.renumberUnsent(next);
     this.consumeUpTo(next - 1);
     conn.cursor = this.lowSeq;
     this.armKeepalive(conn);
@@ -963,18 +979,17 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     const seq = this.nextSeqValue;
+    const stored: StoredUplink =
+      kind === 'telemetry'
+        ? { seq, kind, sample: copySample(sample) }
+        : { seq, kind, sample: copySample(sample) as EventSample };
     try {
-      const copy = copySample(sample);
-      this.store.append(
-        kind === 'telemetry'
-          ? { seq, kind, sample: copy }
-          : { seq, kind, sample: copy as EventSample },
-      );
+      this.store.append(stored);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     this.nextSeqValue = seq + 1;
-    const entry: OutEntry = { seq, kind, tlv, enqueuedAt: this.timers.now() };
+    const entry: OutEntry = { seq, kind, tlv, enqueuedAt: this.timers.now(), unsent: stored };
     this.pending.set(seq, entry);
     const promise = new Promise<number>((resolve, reject) => {
       entry.resolve = resolve;
@@ -982,6 +997,43 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
     });
     this.schedulePump();
     return promise;
+  }
+
+  /**
+   * Messages never written to a socket whose seqs the gateway says are consumed (NEXT_UPLINK_SEQ past
+   * them) cannot be those seqs: the gateway stored other messages under them, from before this
+   * client's outbox was lost or replaced. Resolving them would report data as stored that never left
+   * the vehicle; instead they move, in order, to the seqs from `next` on (persisted before sending).
+   * Unsent messages are always the newest (sending goes in seq order), so order is kept.
+   */
+  private renumberUnsent(next: number): void {
+    let first = this.nextSeqValue;
+    for (let seq = this.nextSeqValue - 1; seq >= this.lowSeq; seq--) {
+      const e = this.pending.get(seq);
+      if (e === undefined || e.unsent === undefined) break;
+      first = seq;
+    }
+    if (first >= next || first >= this.nextSeqValue) return;
+    const by = next - first;
+    const moved: OutEntry[] = [];
+    for (let seq = first; seq < this.nextSeqValue; seq++) {
+      moved.push(this.pending.get(seq)!);
+      this.pending.delete(seq);
+    }
+    for (const e of moved) {
+      e.seq += by;
+      e.unsent!.seq = e.seq;
+      this.pending.set(e.seq, e);
+    }
+    this.nextSeqValue += by;
+    // Durable before any of them is sent. A store without renumber gets them appended again: their
+    // new seqs are all past its consumed mark (consumeUpTo moves it to next - 1 only afterwards).
+    const store = this.store;
+    this.persist(() => {
+      if (store.renumber !== undefined) store.renumber(first, by);
+      else for (const e of moved) store.append(e.unsent!);
+    });
+    this.emit('renumbered', { from: first, to: next, count: moved.length });
   }
 
   /**
@@ -1131,6 +1183,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
           break;
         }
         if (samples.length > 1) {
+          for (const e of samples) e.unsent = undefined;
           chunks.push(encodeMessage(Cmd.TELEMETRY_BATCH, this.batchData(conn.cursor, samples)));
           conn.batches.set(conn.cursor + samples.length - 1, conn.cursor);
           conn.sentFirsts.push(conn.cursor);
@@ -1144,6 +1197,7 @@ export class VehicleClient extends EventEmitter<VehicleClientEvents> {
           new ByteWriter(4 + first.tlv.length).u32(first.seq).bytes(first.tlv).finish(),
         ),
       );
+      first.unsent = undefined;
       conn.sentFirsts.push(first.seq);
       conn.cursor++;
     }

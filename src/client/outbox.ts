@@ -58,6 +58,12 @@ export interface OutboxStore {
   append(msg: StoredUplink): void;
   /** Every seq ≤ `upToSeq` is consumed by the gateway: forget those messages. */
   consume(upToSeq: number): void;
+  /**
+   * Every held message with seq ≥ `from` moves up by `by` (> 0), in one durable step: messages never
+   * sent, whose seqs the gateway had consumed for other messages (a lost outbox). Optional for
+   * custom stores: without it the client re-appends the moved messages one by one.
+   */
+  renumber?(from: number, by: number): void;
   recordCommand(rec: CommandRecord): void;
   /**
    * A command handler is about to run (durably, before it runs). A store that loads a started
@@ -93,6 +99,15 @@ class OutboxState {
     if (msg.seq <= this.consumedUpTo) return;
     this.unacked.set(msg.seq, msg);
     if (msg.seq > this.lastSeq) this.lastSeq = msg.seq;
+  }
+
+  renumber(from: number, by: number): void {
+    if (by <= 0) return;
+    const moved = [...this.unacked.values()].filter((m) => m.seq >= from);
+    for (const m of moved) this.unacked.delete(m.seq);
+    // Moved up past everything left: insertion order stays ascending.
+    for (const m of moved) this.unacked.set(m.seq + by, { ...m, seq: m.seq + by });
+    if (moved.length > 0) this.lastSeq = Math.max(this.lastSeq, moved[moved.length - 1]!.seq + by);
   }
 
   consume(upToSeq: number): void {
@@ -163,6 +178,9 @@ export class MemoryOutbox implements OutboxStore {
   consume(upToSeq: number): void {
     this.state.consume(upToSeq);
   }
+  renumber(from: number, by: number): void {
+    this.state.renumber(from, by);
+  }
   recordCommand(rec: CommandRecord): void {
     this.state.recordCommand(rec);
   }
@@ -191,6 +209,7 @@ type LogLine =
   | { u: number; k: 't'; s: TelemetrySample }
   | { u: number; k: 'e'; s: EventSample }
   | { c: number }
+  | { rn: number; by: number }
   | { r: number; x: CommandResultCode; p?: string; g?: string; d: boolean }
   | { rep: number }
   | { st: number }
@@ -253,6 +272,11 @@ export class FileOutbox implements OutboxStore {
     this.write({ c: upToSeq }, false);
   }
 
+  renumber(from: number, by: number): void {
+    this.state.renumber(from, by);
+    this.write({ rn: from, by }, this.fsync);
+  }
+
   recordCommand(rec: CommandRecord): void {
     this.state.recordCommand(rec);
     this.write(commandLine(rec), this.fsync);
@@ -290,6 +314,8 @@ export class FileOutbox implements OutboxStore {
         this.state.append({ seq: l.u, kind: 'event', sample: l.s as EventSample });
     } else if (typeof l.c === 'number') {
       this.state.consume(l.c);
+    } else if (typeof l.rn === 'number' && typeof l.by === 'number') {
+      this.state.renumber(l.rn, l.by);
     } else if (typeof l.r === 'number' && typeof l.x === 'number') {
       this.state.recordCommand({
         seq: l.r,

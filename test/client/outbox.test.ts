@@ -24,6 +24,28 @@ afterEach(() => {
 });
 
 describe('FileOutbox', () => {
+  it('keeps unsent messages moved past NEXT_UPLINK_SEQ under their new seqs, in one durable step', async () => {
+    const path = join(dir, 'outbox.jsonl');
+    const a = setup({ outbox: new FileOutbox(path) });
+    for (let i = 1; i <= 3; i++) void a.client.publishTelemetry({ timestamp: T0 + i, speed: i });
+    const peerA = await connected(a, { version: 1, nextUplinkSeq: 10 });
+    expect((await peerA.uplink(3)).map(([seq]) => seq)).toEqual([10, 11, 12]);
+    a.client.stop();
+    await settle();
+    expect(readFileSync(path, 'utf8')).toContain('{"rn":1,"by":9}');
+    // A new process on the same file: 10..12 held (not 1..3), sent as they are.
+    const b = setup({ outbox: new FileOutbox(path) });
+    expect(b.client.nextSeq).toBe(13);
+    expect(b.client.unacked).toBe(3);
+    const peerB = await connected(b, { version: 1, nextUplinkSeq: 10 });
+    expect(await peerB.uplink(3)).toEqual([
+      [10, 't'],
+      [11, 't'],
+      [12, 't'],
+    ]);
+    b.client.stop();
+  });
+
   it('survives a new client instance: seqs, unacked messages, command results and the token come back', async () => {
     const path = join(dir, 'outbox.jsonl');
     const storeA = new FileOutbox(path);

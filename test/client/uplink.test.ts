@@ -58,9 +58,15 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
 
   it('after CONNACK resends every unacked message from NEXT_UPLINK_SEQ on, in order', async () => {
     const h = setup();
-    // Published while offline.
     const p = [1, 2, 3, 4, 5].map((i) => track(h.client.publishTelemetry(sample(i))));
-    const peer = await connected(h, { version: 1, nextUplinkSeq: 3 });
+    // Sent on a first connection that drops before any ack; the gateway stored 1 and 2 meanwhile.
+    const first = await connected(h, { version: 1 });
+    expect((await first.uplink(5)).map(([seq]) => seq)).toEqual([1, 2, 3, 4, 5]);
+    first.close();
+    await settle();
+    h.timers.runNext();
+    const peer = await h.net.nextPeer();
+    await peer.accept({ version: 1, nextUplinkSeq: 3 });
     expect(await peer.uplink(3)).toEqual([
       [3, 't'],
       [4, 't'],
@@ -80,6 +86,29 @@ describe('VehicleClient uplink (PROTOCOL.md 3.2)', () => {
     peer2.ack(5);
     await settle();
     expect(p.map((x) => x.value())).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('never reports a message stored that it never sent: unsent messages move past NEXT_UPLINK_SEQ', async () => {
+    // A lost or replaced outbox: the client starts again at seq 1, the gateway holds 1..9 from
+    // before. Published while offline, these three were never sent; the gateway's 1..3 are other
+    // messages, so resolving them (3.2: below NEXT_UPLINK_SEQ is consumed) would lose them.
+    const h = setup();
+    const moved: unknown[] = [];
+    h.client.on('renumbered', (r) => moved.push(r));
+    const p = [1, 2, 3].map((i) => track(h.client.publishTelemetry(sample(i))));
+    const peer = await connected(h, { version: 1, nextUplinkSeq: 10 });
+    expect(moved).toEqual([{ from: 1, to: 10, count: 3 }]);
+    expect(await peer.uplink(3)).toEqual([
+      [10, 't'],
+      [11, 't'],
+      [12, 't'],
+    ]);
+    await settle();
+    expect(p.map((x) => x.settled())).toEqual([false, false, false]);
+    peer.ack(12);
+    await settle();
+    expect(p.map((x) => x.value())).toEqual([10, 11, 12]);
+    expect(h.client.nextSeq).toBe(13);
   });
 
   it('moves its seq past a NEXT_UPLINK_SEQ beyond anything it holds (a lost outbox)', async () => {
