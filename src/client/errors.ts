@@ -1,5 +1,5 @@
 // Typed errors of the vehicle SDK: each has a stable `code` callers can switch on.
-import { ACK_STATUS_NAMES } from '../protocol/index.js';
+import { ACK_STATUS_NAMES, CONNACK_STATUS_NAMES } from '../protocol/index.js';
 
 export type ClientErrorCode =
   | 'VMCP_CLIENT_OUTBOX_FULL'
@@ -78,19 +78,10 @@ export class ConnectRefusedError extends VehicleClientError {
   ) {
     super(
       'VMCP_CLIENT_CONNECT_REFUSED',
-      `CONNACK ${CONNACK_NAMES[status] ?? status}${reason === undefined ? '' : `: ${reason}`}`,
+      `CONNACK ${CONNACK_STATUS_NAMES[status] ?? status}${reason === undefined ? '' : `: ${reason}`}`,
     );
   }
 }
-
-const CONNACK_NAMES = [
-  'ACCEPTED',
-  'UNSUPPORTED_VERSION',
-  'BAD_CREDENTIALS',
-  'FORBIDDEN',
-  'SERVER_BUSY',
-  'INVALID',
-];
 
 /** The gateway sent ERROR (PROTOCOL.md 6); the session stays open. */
 export class GatewayErrorReceived extends VehicleClientError {
