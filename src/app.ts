@@ -181,6 +181,7 @@ export class GatewayApp {
           },
           {
             onMessage: (msg) => gateway.onNodeMessage(msg),
+            onForgotten: () => gateway.reclaimSessions(),
             // Presence and command changes of vehicles on other nodes, for this node's event stream.
             onEvent: (event) => {
               if (event.kind === 'presence')

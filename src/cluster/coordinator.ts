@@ -12,6 +12,18 @@ export interface SessionRecord {
   remote: string;
   version: number;
   keepalive: number;
+  /**
+   * Sessions this claim replaced whose close its node has not confirmed yet, newest first (set by
+   * the claim itself, cleared once they are closed). Whoever replaces or releases this record
+   * closes them when that node cannot: a claimant killed before it asked leaves no session open.
+   */
+  pending?: SessionRef[];
+}
+
+/** One session of a vehicle: the node holding it and its id. */
+export interface SessionRef {
+  nodeId: string;
+  sessionId: string;
 }
 
 export interface NodeInfo {
@@ -37,7 +49,9 @@ export type NodeMessage =
       from: string;
       rid: string;
     }
-  | { t: 'reply'; rid: string; ok: boolean; code?: string; status?: number; value?: string };
+  | { t: 'reply'; rid: string; ok: boolean; code?: string; status?: number; value?: string }
+  /** Sent every PROGRESS_MS while a request is being worked on: the node is alive and busy with it. */
+  | { t: 'progress'; rid: string };
 
 /** Events every node re-emits to its own API stream (presence and command changes happen on one node). */
 export interface ClusterEvent {
@@ -62,6 +76,11 @@ export interface CoordinatorHandlers {
     msg: NodeMessage,
   ): Promise<Omit<Extract<NodeMessage, { t: 'reply' }>, 't' | 'rid'> | void>;
   onEvent(event: ClusterEvent): void;
+  /**
+   * The registry forgot this node's sessions: other nodes declared it dead (it was frozen or cut off
+   * longer than the node TTL) or Redis lost its data. The node registers them again with `reclaim`.
+   */
+  onForgotten?(): Promise<void>;
 }
 
 type Client = Redis | Cluster;
@@ -89,18 +108,62 @@ function connect(urls: string[]): Client {
   });
 }
 
+/** How long a takeover waits for the node holding the old session to answer. */
+export const TAKEOVER_TIMEOUT_MS = 3_000;
+/** How long it waits in all while that node reports progress (its CONNECT waits for its own takeovers). */
+export const TAKEOVER_MAX_WAIT_MS = 10_000;
+/** How long the mark "your sessions were released" waits for a reaped node to come back. */
+const REAPED_MARK_MS = 3_600_000;
+/** How often a node answering a request says it is still working on it. */
+const PROGRESS_MS = 1_000;
+/** A claim remembers at most this many unconfirmed sessions before it (newest first). */
+const MAX_PENDING = 8;
+
 // Registry keys carry the vehicle as hash tag so each script touches one slot in Redis Cluster.
+// CLAIM stores ARGV[1] (a JSON object without `pending`) with the replaced session and that one's
+// own unconfirmed sessions as its `pending`, and returns the replaced record.
 const CLAIM = `
 local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
+local rec = ARGV[1]
+if old then
+  local o = cjson.decode(old)
+  local refs = { cjson.encode({ nodeId = o.nodeId, sessionId = o.sessionId }) }
+  if type(o.pending) == 'table' then
+    for _, p in ipairs(o.pending) do
+      if #refs >= tonumber(ARGV[2]) then break end
+      table.insert(refs, cjson.encode({ nodeId = p.nodeId, sessionId = p.sessionId }))
+    end
+  end
+  rec = string.sub(rec, 1, -2) .. ',"pending":[' .. table.concat(refs, ',') .. ']}'
+end
+redis.call('SET', KEYS[1], rec)
 return old`;
 
-const RELEASE = `
+// Replaces the record with ARGV[2] if it still names session ARGV[1].
+const REPLACE = `
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if cjson.decode(cur).sessionId ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[2])
 return 1`;
+
+// Stores ARGV[2] unless another session holds the vehicle; 1 when session ARGV[1] holds it now.
+const RECLAIM = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+if cjson.decode(cur).sessionId == ARGV[1] then return 1 end
+return 0`;
+
+// Deletes the record if it still names session ARGV[1]; returns the deleted record.
+const RELEASE = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+if cjson.decode(cur).sessionId ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return cur`;
 
 /**
  * The Redis side of a multi-node deployment. Each vehicle's live session is one key; a CONNECT on
@@ -120,9 +183,17 @@ export class RedisCoordinator {
   private handlers: CoordinatorHandlers | undefined;
   private info: NodeInfo | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The first heartbeat is done: a node key missing after it means this node was declared dead. */
+  private heartbeating = false;
+  private restoring = false;
   private readonly pending = new Map<
     string,
-    { resolve(r: Extract<NodeMessage, { t: 'reply' }>): void; timer: NodeJS.Timeout }
+    {
+      resolve(r: Extract<NodeMessage, { t: 'reply' }>): void;
+      timer: NodeJS.Timeout;
+      /** A progress message from the node: restart the timer (within the request's wait cap). */
+      progress?: () => void;
+    }
   >();
 
   constructor(opts: CoordinatorOptions) {
@@ -142,6 +213,10 @@ export class RedisCoordinator {
   }
   private nodeSessionsKey(nodeId: string): string {
     return `${this.prefix}:node-sessions:${nodeId}`;
+  }
+  /** Set by a node that released `nodeId`'s sessions, read (and deleted) by that node if it lives. */
+  private reapedKey(nodeId: string): string {
+    return `${this.prefix}:reaped:${nodeId}`;
   }
   private get nodesKey(): string {
     return `${this.prefix}:nodes`;
@@ -211,8 +286,54 @@ export class RedisCoordinator {
 
   private async heartbeat(): Promise<void> {
     const info = { ...this.info!, heartbeatAt: Date.now() };
-    await this.redis.set(this.nodeKey(this.nodeId), JSON.stringify(info), 'PX', this.nodeTtlMs);
+    const before = (await this.redis.call(
+      'SET',
+      this.nodeKey(this.nodeId),
+      JSON.stringify(info),
+      'PX',
+      this.nodeTtlMs,
+      'GET',
+    )) as string | null;
     await this.redis.sadd(this.nodesKey, this.nodeId);
+    const reaped = await this.redis.getdel(this.reapedKey(this.nodeId));
+    // Our key expired (frozen, cut off, or Redis lost it) or a reaper released our sessions (also
+    // when it raced with our return): the registry no longer names them.
+    if (this.heartbeating && (before === null || reaped !== null)) void this.restore();
+    this.heartbeating = true;
+  }
+
+  private async restore(): Promise<void> {
+    if (this.restoring || this.handlers?.onForgotten === undefined) return;
+    this.restoring = true;
+    try {
+      this.logger.warn(
+        {},
+        'this node was declared dead or the registry lost its data: registering its sessions again',
+      );
+      await this.handlers.onForgotten();
+    } catch (err) {
+      this.logger.warn({ err: String(err) }, 'registering sessions again failed');
+    } finally {
+      this.restoring = false;
+    }
+  }
+
+  /**
+   * Registers this node's live session `rec` again after the registry forgot it; false when another
+   * session holds the vehicle now (a CONNECT elsewhere while this node was unreachable).
+   */
+  async reclaim(rec: SessionRecord): Promise<boolean> {
+    const held = (await this.redis.eval(
+      RECLAIM,
+      1,
+      this.sessionKey(rec.vehicleId),
+      rec.sessionId,
+      JSON.stringify({ ...rec, pending: undefined }),
+    )) as number;
+    if (held !== 1) return false;
+    await this.redis.sadd(this.nodeSessionsKey(rec.nodeId), rec.vehicleId);
+    await this.redis.zadd(this.onlineKey, 0, rec.vehicleId);
+    return true;
   }
 
   async isAlive(nodeId: string): Promise<boolean> {
@@ -256,6 +377,8 @@ export class RedisCoordinator {
       const n = await this.releaseSessionsOf(id);
       released += n;
       await this.redis.srem(this.nodesKey, id);
+      // If the node was only frozen, it registers what it still holds when it is back.
+      await this.redis.set(this.reapedKey(id), String(Date.now()), 'PX', REAPED_MARK_MS);
       this.logger.warn(
         { nodeId: id, released: n },
         'node stopped heartbeating: its sessions were released',
@@ -284,7 +407,8 @@ export class RedisCoordinator {
       CLAIM,
       1,
       this.sessionKey(rec.vehicleId),
-      JSON.stringify(rec),
+      JSON.stringify({ ...rec, pending: undefined }),
+      MAX_PENDING,
     )) as string | null;
     await this.redis.sadd(this.nodeSessionsKey(rec.nodeId), rec.vehicleId);
     await this.redis.zadd(this.onlineKey, 0, rec.vehicleId);
@@ -295,14 +419,79 @@ export class RedisCoordinator {
     return prev;
   }
 
-  /** Removes the registry entry if it still names `sessionId` (a newer claim is left alone). */
-  async release(vehicleId: string, sessionId: string, nodeId = this.nodeId): Promise<number> {
-    const n = (await this.redis.eval(RELEASE, 1, this.sessionKey(vehicleId), sessionId)) as number;
-    if (n === 1) {
-      await this.redis.zrem(this.onlineKey, vehicleId);
-      await this.redis.srem(this.nodeSessionsKey(nodeId), vehicleId);
+  /**
+   * Closes the sessions a claim replaced (`prev` and its unconfirmed ones), then records that the
+   * claim `rec` has none left. Resolves once one node confirms: a node closes a session only after
+   * that session's own takeovers, so the rest of the chain is closed too. A node that is dead, or
+   * does not answer within `timeoutMs` (extended while it reports progress, up to `maxWaitMs`), is
+   * passed over for the session before it.
+   */
+  async takeOver(
+    rec: SessionRecord,
+    prev: SessionRecord,
+    timeoutMs: number,
+    maxWaitMs: number,
+  ): Promise<void> {
+    await this.closeSessions(rec.vehicleId, [prev, ...(prev.pending ?? [])], timeoutMs, maxWaitMs);
+    await this.redis
+      .eval(
+        REPLACE,
+        1,
+        this.sessionKey(rec.vehicleId),
+        rec.sessionId,
+        JSON.stringify({ ...rec, pending: undefined }),
+      )
+      .catch((err: unknown) =>
+        // Left in place, the next claim or release asks once more (closing is idempotent).
+        this.logger.debug({ err: String(err) }, 'clearing pending takeovers failed'),
+      );
+  }
+
+  private async closeSessions(
+    vehicleId: string,
+    refs: readonly SessionRef[],
+    timeoutMs: number,
+    maxWaitMs: number,
+  ): Promise<void> {
+    for (const ref of refs) {
+      const msg = {
+        t: 'takeover' as const,
+        vehicleId,
+        sessionId: ref.sessionId,
+        from: this.nodeId,
+        rid: this.newRequestId(),
+      };
+      let reply: { ok: boolean } | void | undefined;
+      if (ref.nodeId === this.nodeId) reply = await this.handlers?.onMessage(msg);
+      else if (await this.isAlive(ref.nodeId)) {
+        // A node that dies while we wait (kill -9) is noticed at its heartbeat TTL.
+        const watch = this.watchNode(ref.nodeId);
+        reply = await Promise.race([
+          this.request(ref.nodeId, msg, timeoutMs, maxWaitMs),
+          watch.gone.then(() => undefined),
+        ]).finally(watch.stop);
+      }
+      if (reply?.ok === true) return;
     }
-    return n;
+  }
+
+  /**
+   * Removes the registry entry if it still names `sessionId` (a newer claim is left alone). Sessions
+   * that record replaced and never confirmed closed are closed now, in the background.
+   */
+  async release(vehicleId: string, sessionId: string, nodeId = this.nodeId): Promise<number> {
+    const cur = (await this.redis.eval(RELEASE, 1, this.sessionKey(vehicleId), sessionId)) as
+      string | null;
+    if (cur === null) return 0;
+    await this.redis.zrem(this.onlineKey, vehicleId);
+    await this.redis.srem(this.nodeSessionsKey(nodeId), vehicleId);
+    const refs = (JSON.parse(cur) as SessionRecord).pending ?? [];
+    if (refs.length > 0)
+      void this.closeSessions(vehicleId, refs, TAKEOVER_TIMEOUT_MS, TAKEOVER_MAX_WAIT_MS).catch(
+        (err: unknown) =>
+          this.logger.warn({ err: String(err), vehicleId }, 'closing replaced sessions failed'),
+      );
+    return 1;
   }
 
   async lookup(vehicleId: string): Promise<SessionRecord | undefined> {
@@ -326,20 +515,34 @@ export class RedisCoordinator {
     await this.redis.publish(this.channel(nodeId), JSON.stringify(msg));
   }
 
-  /** Sends a request and waits for its reply; resolves undefined after `timeoutMs` (a dead or slow node). */
+  /**
+   * Sends a request and waits for its reply; resolves undefined after `timeoutMs` without an answer
+   * (a dead or slow node). With `maxWaitMs`, each progress message from the node restarts the wait,
+   * up to `maxWaitMs` in all.
+   */
   async request(
     nodeId: string,
     msg: Extract<NodeMessage, { rid: string; from: string }>,
     timeoutMs: number,
+    maxWaitMs = timeoutMs,
   ): Promise<Extract<NodeMessage, { t: 'reply' }> | undefined> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const cap = Date.now() + maxWaitMs;
+      const expire = (): void => {
         this.pending.delete(msg.rid);
         resolve(undefined);
-      }, timeoutMs);
-      this.pending.set(msg.rid, { resolve, timer });
+      };
+      const entry = {
+        resolve,
+        timer: setTimeout(expire, timeoutMs),
+        progress: (): void => {
+          clearTimeout(entry.timer);
+          entry.timer = setTimeout(expire, Math.max(0, Math.min(timeoutMs, cap - Date.now())));
+        },
+      };
+      this.pending.set(msg.rid, entry);
       this.send(nodeId, msg).catch(() => {
-        clearTimeout(timer);
+        clearTimeout(entry.timer);
         this.pending.delete(msg.rid);
         resolve(undefined);
       });
@@ -368,6 +571,10 @@ export class RedisCoordinator {
       return;
     }
     const msg = parsed as NodeMessage;
+    if (msg.t === 'progress') {
+      this.pending.get(msg.rid)?.progress?.();
+      return;
+    }
     if (msg.t === 'reply') {
       const p = this.pending.get(msg.rid);
       if (p !== undefined) {
@@ -377,13 +584,26 @@ export class RedisCoordinator {
       }
       return;
     }
+    // A request being worked on (a takeover waiting for a CONNECT's own takeovers) says so, so the
+    // requester waits for it instead of passing it over as dead.
+    let ticker: NodeJS.Timeout | undefined;
+    if ('rid' in msg && 'from' in msg) {
+      const { rid, from } = msg;
+      ticker = setInterval(
+        () => void this.send(from, { t: 'progress', rid }).catch(() => undefined),
+        PROGRESS_MS,
+      );
+      ticker.unref();
+    }
     void this.handlers
       ?.onMessage(msg)
       .then(async (reply) => {
+        clearInterval(ticker);
         if ('rid' in msg && 'from' in msg && reply !== undefined) {
           await this.send(msg.from, { t: 'reply', rid: msg.rid, ...reply });
         }
       })
-      .catch((err: unknown) => this.logger.error({ err, msg: msg.t }, 'node message failed'));
+      .catch((err: unknown) => this.logger.error({ err, msg: msg.t }, 'node message failed'))
+      .finally(() => clearInterval(ticker));
   }
 }

@@ -26,7 +26,13 @@ import {
   type UplinkRecord,
 } from '../protocol/index.js';
 import type { CommandRow, Store, VehicleRow } from '../store/types.js';
-import type { NodeMessage, RedisCoordinator, SessionRecord } from '../cluster/coordinator.js';
+import {
+  TAKEOVER_MAX_WAIT_MS,
+  TAKEOVER_TIMEOUT_MS,
+  type NodeMessage,
+  type RedisCoordinator,
+  type SessionRecord,
+} from '../cluster/coordinator.js';
 import { fromHex } from '../protocol/index.js';
 import type { Clock } from './clock.js';
 import { Downlink } from './downlink.js';
@@ -90,7 +96,6 @@ const PROBE_MS = 1_000; // after a failed write, how often the store is tried ag
 const PING_TIMEOUT_MS = 2_000; // an idle store that does not answer a ping this fast is down
 const RETENTION_EVERY_MS = 10_000;
 const CONNECT_PROCESSING_LIMIT = 3; // × connectTimeoutMs for a CONNECT being authenticated and accepted
-const TAKEOVER_TIMEOUT_MS = 3_000; // how long a CONNECT waits for another node to close the old session
 const RETENTION_ROUNDS = 200; // at most 200 × retentionBatch records per pass
 const RETENTION_PAUSE_MS = 5; // between batches: ingest commits get the event loop
 
@@ -284,7 +289,7 @@ export class Gateway {
     if (s.connectedAt !== 0) this.uplink.keepBucket(s);
     if (s.vehicleId !== '' && s.id !== '') {
       this.settling.set(s.vehicleId, s);
-      void this.ended(s).then(() => {
+      void Promise.all([this.ended(s), s.accepting?.catch(() => undefined)]).then(() => {
         if (this.settling.get(s.vehicleId) === s) this.settling.delete(s.vehicleId);
       });
     }
@@ -582,24 +587,10 @@ export class Gateway {
       // 2: one live session per vehicle in the whole deployment. The claim is atomic; the node that
       // held the previous session closes it (TAKEN_OVER) and settles its uplink before we go on.
       try {
-        const prev = await this.cluster.claim(this.sessionRecord(s));
-        if (
-          prev !== undefined &&
-          prev.nodeId !== this.nodeId &&
-          (await this.cluster.isAlive(prev.nodeId))
-        ) {
-          await this.cluster.request(
-            prev.nodeId,
-            {
-              t: 'takeover',
-              vehicleId: id,
-              sessionId: prev.sessionId,
-              from: this.nodeId,
-              rid: this.cluster.newRequestId(),
-            },
-            TAKEOVER_TIMEOUT_MS,
-          );
-        }
+        const rec = this.sessionRecord(s);
+        const prev = await this.cluster.claim(rec);
+        if (prev !== undefined)
+          await this.cluster.takeOver(rec, prev, TAKEOVER_TIMEOUT_MS, TAKEOVER_MAX_WAIT_MS);
       } catch (err) {
         if (this.sessions.get(id) === s) this.sessions.delete(id);
         this.logger.error(
@@ -870,6 +861,31 @@ export class Gateway {
     return { remote: rec };
   }
 
+  /**
+   * Cluster: the registry forgot this node's sessions (it was declared dead while frozen or cut off,
+   * or Redis lost its data). Each live session is registered again, or, when a CONNECT elsewhere
+   * took the vehicle meanwhile, closed with TAKEN_OVER: one live session per vehicle.
+   */
+  async reclaimSessions(): Promise<void> {
+    const cluster = this.cluster;
+    if (cluster === undefined) return;
+    let kept = 0;
+    let closed = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.state === 'connecting') await s.accepting?.catch(() => undefined);
+      if (s.state !== 'connected' || this.sessions.get(s.vehicleId) !== s) continue;
+      if (await cluster.reclaim(this.sessionRecord(s))) {
+        kept++;
+        // Closed while being registered: its release may have run first.
+        if (s.state !== 'connected') await cluster.release(s.vehicleId, s.id);
+      } else if (s.state === 'connected') {
+        s.disconnect(DisconnectReason.TAKEN_OVER, 'taken over while this node was unreachable');
+        closed++;
+      }
+    }
+    this.logger.warn({ kept, closed }, 'sessions registered again');
+  }
+
   /** Messages from other nodes (cluster mode). */
   async onNodeMessage(
     msg: NodeMessage,
@@ -889,9 +905,13 @@ export class Gateway {
           await this.ended(s);
         }
         // The session already ended here (a CONNECT on this node took it over, or it closed): answer
-        // once its uplink is durable and its connection shut.
+        // once its uplink is durable, its connection shut and its own takeovers done (ok tells the
+        // asker that every session before this one is closed too).
         const ended = this.settling.get(msg.vehicleId);
-        if (ended !== undefined && ended.id === msg.sessionId) await this.ended(ended);
+        if (ended !== undefined && ended.id === msg.sessionId) {
+          await ended.accepting?.catch(() => undefined);
+          await this.ended(ended);
+        }
         return { ok: true };
       }
       case 'kick': {

@@ -1,10 +1,13 @@
 // Scale-out on a real Redis with 3 gateway processes: takeover across nodes (racing too), a vehicle hopping
 // nodes mid-stream, commands routed through another node, kill -9 of a node, Redis restart (issue 5).
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../src/auth/tokens.js';
+import type { SessionRecord } from '../../src/cluster/coordinator.js';
 import {
   AckStatus,
   Cmd,
@@ -30,6 +33,7 @@ const SECRET = 'cluster-secret';
 const ADMIN = 'cluster-admin';
 const env = { VMCP_JWT_SECRET: SECRET, VMCP_ADMIN_TOKEN: ADMIN };
 const T = 1764000000000;
+const GHOST = resolve(dirname(fileURLToPath(import.meta.url)), '../helpers/ghost-claimant.mjs');
 
 let redis: RedisServer;
 let nodes: ServeProcess[] = [];
@@ -222,6 +226,178 @@ describe('one session per vehicle across nodes', () => {
     }
     expect(await storedSeqs(nodes[0]!, id)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
   }, 120_000);
+});
+
+describe('a node that dies or stalls in the middle of a takeover', () => {
+  const signToken = (id: string): Promise<string> =>
+    tokens.sign({ subject: id, scopes: ['telemetry:publish'], ttlMs: 3600_000, nowMs: Date.now() });
+
+  /** Claims `id` from a node process that is SIGKILLed right after its claim (before it asks anyone). */
+  async function ghostClaim(id: string): Promise<SessionRecord | null> {
+    const child = spawn(
+      process.execPath,
+      [GHOST, redis.url, `ghost-${Math.random().toString(36).slice(2, 8)}`, id],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((r) => child.on('exit', r));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      void exited.then(() => reject(new Error(`ghost claimant exited: ${out}`)));
+    });
+    child.kill('SIGKILL');
+    await exited;
+    return (JSON.parse(line) as { prev: SessionRecord | null }).prev;
+  }
+
+  /** Sends CONNECT on a new connection to `node`; the CONNACK with its arrival time. */
+  async function connectTimed(node: ServeProcess, id: string, token: string) {
+    const v = await TestVehicle.open(node.vehiclePort);
+    v.send(Cmd.CONNECT, encodeConnect({ versionMin: 1, versionMax: 2, vehicleId: id, token }));
+    const m = await v.next(Cmd.CONNACK, 15_000);
+    return { v, at: m.at, c: decodeConnack(m.data) };
+  }
+
+  it('a claimant killed before it asked the owner to close: the next CONNECT closes the owner first', async () => {
+    // Before: the next claimant asked only the dead node, waited 3 s, and left the owner's session
+    // open for good (the registry no longer named it).
+    const id = 'VIN-CL-GHOST-NEXT';
+    const token = await signToken(id);
+    const owner = await vehicleOn(nodes[0]!, id);
+    await sendAndAck(owner.v, 1, 10);
+    const prev = await ghostClaim(id);
+    expect(prev).toMatchObject({ vehicleId: id });
+    const next = await connectTimed(nodes[2]!, id, token);
+    expect(next.c).toMatchObject({ status: ConnackStatus.ACCEPTED, nextUplinkSeq: 11 });
+    const d = await owner.v.next(Cmd.DISCONNECT, 5_000);
+    expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+    expect(d.at).toBeLessThan(next.at);
+    await owner.v.waitClosed();
+    expect(await sendAndAck(next.v, 11, 15)).toBe(15);
+    expect(await storedSeqs(nodes[1]!, id)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    next.v.close();
+  }, 30_000);
+
+  it('a claimant killed and no CONNECT after it: the owner session is closed when the dead node is reaped', async () => {
+    const id = 'VIN-CL-GHOST-REAP';
+    const owner = await vehicleOn(nodes[1]!, id);
+    await sendAndAck(owner.v, 1, 5);
+    expect(await ghostClaim(id)).toMatchObject({ vehicleId: id });
+    // The node TTL is 1.5 s: the reaper releases the dead claim and closes what it replaced.
+    const d = await owner.v.next(Cmd.DISCONNECT, 10_000);
+    expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+    await owner.v.waitClosed();
+    const offline = async () => {
+      for (const n of nodes)
+        if (((await api(n, 'GET', `/api/v1/vehicles/${id}`)).body as { online: boolean }).online)
+          return false;
+      return true;
+    };
+    await eventually(offline, 5_000);
+    const back = await vehicleOn(nodes[2]!, id);
+    expect(back.next).toBe(6);
+    back.v.close();
+  }, 30_000);
+
+  it('racing CONNECTs behind a stalled node (SIGSTOP) are closed in claim order, NEXT_UPLINK_SEQ exact', async () => {
+    // The owner's node stops answering (10 s TTL: it is not declared dead). The first racer waits the
+    // 3 s bound for it; the racers after it must wait for the racer before them (its node reports
+    // progress), not give up at the same bound and answer out of order.
+    const ROUNDS = 4;
+    const extra = await startNode(3, '10000');
+    try {
+      const id = 'VIN-CL-STALLED';
+      const token = await signToken(id);
+      let last = 0;
+      for (let round = 0; round < ROUNDS; round++) {
+        const owner = await vehicleOn(extra, id);
+        expect(owner.next).toBe(last + 1);
+        last = await sendAndAck(owner.v, last + 1, last + 5);
+        extra.child.kill('SIGSTOP');
+        try {
+          const links = (await Promise.all(nodes.map((n) => connectTimed(n, id, token)))).sort(
+            (a, b) => a.at - b.at,
+          );
+          for (const l of links) expect(l.c.status).toBe(ConnackStatus.ACCEPTED);
+          for (let i = 0; i + 1 < links.length; i++) {
+            const d = await links[i]!.v.next(Cmd.DISCONNECT, 10_000);
+            expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+            expect(d.at).toBeLessThan(links[i + 1]!.at);
+            expect(links[i + 1]!.c.nextUplinkSeq).toBe(last + 1);
+          }
+        } finally {
+          extra.child.kill('SIGCONT');
+        }
+        // Resumed, the stalled node closes the owner's session as it was asked.
+        const d = await owner.v.next(Cmd.DISCONNECT, 10_000);
+        expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+        await owner.v.waitClosed();
+        const winner = await vehicleOn(nodes[round % 3]!, id);
+        expect(winner.next).toBe(last + 1);
+        last = await sendAndAck(winner.v, last + 1, last + 5);
+        winner.v.close();
+        await winner.v.waitClosed();
+      }
+      expect(await storedSeqs(nodes[0]!, id)).toEqual(
+        Array.from({ length: last }, (_, i) => i + 1),
+      );
+    } finally {
+      await killNodes([extra]);
+    }
+  }, 90_000);
+});
+
+describe('a node frozen longer than its TTL', () => {
+  it('registers its sessions again when it resumes, and closes those a CONNECT elsewhere took meanwhile', async () => {
+    // Before: the other nodes released its sessions (it looked dead) and nothing put them back, so
+    // its vehicles showed offline while connected, and a CONNECT elsewhere left two sessions live.
+    const extra = await startNode(3); // TTL 1.5 s
+    try {
+      const kept = 'VIN-CL-FROZEN-KEPT';
+      const taken = 'VIN-CL-FROZEN-TAKEN';
+      const a = await vehicleOn(extra, kept);
+      const b = await vehicleOn(extra, taken);
+      await sendAndAck(a.v, 1, 3);
+      const online = async (id: string): Promise<boolean[]> =>
+        Promise.all(
+          nodes.map(
+            async (n) =>
+              ((await api(n, 'GET', `/api/v1/vehicles/${id}`)).body as { online: boolean }).online,
+          ),
+        );
+      extra.child.kill('SIGSTOP');
+      try {
+        // Reaped: the registry no longer names its sessions.
+        await eventually(async () => (await online(kept)).every((o) => !o), 10_000);
+        const b3 = await vehicleOn(nodes[2]!, taken);
+        expect(b3.next).toBe(1);
+        extra.child.kill('SIGCONT');
+        // Back: the session nobody took is registered again; the one taken meanwhile is closed.
+        await eventually(async () => (await online(kept)).every((o) => o), 10_000);
+        const d = await b.v.next(Cmd.DISCONNECT, 10_000);
+        expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+        await b.v.waitClosed();
+        expect(b3.v.closed).toBe(false);
+        expect(await online(taken)).toEqual([true, true, true]);
+        b3.v.close();
+      } finally {
+        extra.child.kill('SIGCONT');
+      }
+      // The kept session works and a CONNECT elsewhere takes it over as usual.
+      expect(await sendAndAck(a.v, 4, 6)).toBe(6);
+      const a2 = await vehicleOn(nodes[0]!, kept);
+      expect(a2.next).toBe(7);
+      expect(decodeDisconnect((await a.v.next(Cmd.DISCONNECT, 5_000)).data).reason).toBe(
+        DisconnectReason.TAKEN_OVER,
+      );
+      a2.v.close();
+    } finally {
+      await killNodes([extra]);
+    }
+  }, 60_000);
 });
 
 describe('uplink across nodes', () => {
