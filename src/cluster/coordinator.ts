@@ -13,6 +13,12 @@ export interface SessionRecord {
   version: number;
   keepalive: number;
   /**
+   * The claim's fence: a per-vehicle counter, higher for every later claim. The session writes with
+   * it and the store refuses writes below the vehicle's highest (a stalled node that resumes after a
+   * takeover cannot store its old session's uplink). Set by the claim.
+   */
+  epoch?: number;
+  /**
    * Sessions this claim replaced whose close its node has not confirmed yet, newest first (set by
    * the claim itself, cleared once they are closed). Whoever replaces or releases this record
    * closes them when that node cannot: a claimant killed before it asked leaves no session open.
@@ -120,11 +126,13 @@ const PROGRESS_MS = 1_000;
 const MAX_PENDING = 8;
 
 // Registry keys carry the vehicle as hash tag so each script touches one slot in Redis Cluster.
-// CLAIM stores ARGV[1] (a JSON object without `pending`) with the replaced session and that one's
-// own unconfirmed sessions as its `pending`, and returns the replaced record.
+// CLAIM stores ARGV[1] (a JSON object without `epoch` and `pending`) with the next epoch of the
+// vehicle (counter KEYS[2]) and, as its `pending`, the replaced session and that one's own
+// unconfirmed sessions. Returns {epoch, replaced record or ''}.
 const CLAIM = `
 local old = redis.call('GET', KEYS[1])
-local rec = ARGV[1]
+local epoch = redis.call('INCR', KEYS[2])
+local rec = string.sub(ARGV[1], 1, -2) .. ',"epoch":' .. epoch
 if old then
   local o = cjson.decode(old)
   local refs = { cjson.encode({ nodeId = o.nodeId, sessionId = o.sessionId }) }
@@ -134,10 +142,10 @@ if old then
       table.insert(refs, cjson.encode({ nodeId = p.nodeId, sessionId = p.sessionId }))
     end
   end
-  rec = string.sub(rec, 1, -2) .. ',"pending":[' .. table.concat(refs, ',') .. ']}'
+  rec = rec .. ',"pending":[' .. table.concat(refs, ',') .. ']'
 end
-redis.call('SET', KEYS[1], rec)
-return old`;
+redis.call('SET', KEYS[1], rec .. '}')
+return {tostring(epoch), old or ''}`;
 
 // Replaces the record with ARGV[2] if it still names session ARGV[1].
 const REPLACE = `
@@ -207,6 +215,9 @@ export class RedisCoordinator {
 
   private sessionKey(vehicleId: string): string {
     return `${this.prefix}:session:{v:${vehicleId}}`;
+  }
+  private epochKey(vehicleId: string): string {
+    return `${this.prefix}:epoch:{v:${vehicleId}}`;
   }
   private nodeKey(nodeId: string): string {
     return `${this.prefix}:node:${nodeId}`;
@@ -323,6 +334,7 @@ export class RedisCoordinator {
    * session holds the vehicle now (a CONNECT elsewhere while this node was unreachable).
    */
   async reclaim(rec: SessionRecord): Promise<boolean> {
+    await this.redis.sadd(this.nodeSessionsKey(rec.nodeId), rec.vehicleId);
     const held = (await this.redis.eval(
       RECLAIM,
       1,
@@ -331,7 +343,6 @@ export class RedisCoordinator {
       JSON.stringify({ ...rec, pending: undefined }),
     )) as number;
     if (held !== 1) return false;
-    await this.redis.sadd(this.nodeSessionsKey(rec.nodeId), rec.vehicleId);
     await this.redis.zadd(this.onlineKey, 0, rec.vehicleId);
     return true;
   }
@@ -401,22 +412,28 @@ export class RedisCoordinator {
     return released;
   }
 
-  /** Registers `rec` as the vehicle's one live session; returns the session it replaces, if any. */
-  async claim(rec: SessionRecord): Promise<SessionRecord | undefined> {
-    const old = (await this.redis.eval(
-      CLAIM,
-      1,
-      this.sessionKey(rec.vehicleId),
-      JSON.stringify({ ...rec, pending: undefined }),
-      MAX_PENDING,
-    )) as string | null;
+  /**
+   * Registers `rec` as the vehicle's one live session; returns the claim's epoch (the session's
+   * fence) and the session it replaces, if any.
+   */
+  async claim(rec: SessionRecord): Promise<{ epoch: number; prev: SessionRecord | undefined }> {
+    // Listed under its node first: if this node dies right after the claim, the reaper finds it
+    // there (a listed vehicle the registry does not name for the node is skipped).
     await this.redis.sadd(this.nodeSessionsKey(rec.nodeId), rec.vehicleId);
+    const [epoch, old] = (await this.redis.eval(
+      CLAIM,
+      2,
+      this.sessionKey(rec.vehicleId),
+      this.epochKey(rec.vehicleId),
+      JSON.stringify({ ...rec, epoch: undefined, pending: undefined }),
+      MAX_PENDING,
+    )) as [string, string];
     await this.redis.zadd(this.onlineKey, 0, rec.vehicleId);
-    if (old === null) return undefined;
+    if (old === '') return { epoch: Number(epoch), prev: undefined };
     const prev = JSON.parse(old) as SessionRecord;
     if (prev.nodeId !== rec.nodeId)
       await this.redis.srem(this.nodeSessionsKey(prev.nodeId), rec.vehicleId);
-    return prev;
+    return { epoch: Number(epoch), prev };
   }
 
   /**

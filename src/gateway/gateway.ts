@@ -587,10 +587,15 @@ export class Gateway {
       // 2: one live session per vehicle in the whole deployment. The claim is atomic; the node that
       // held the previous session closes it (TAKEN_OVER) and settles its uplink before we go on.
       try {
-        const rec = this.sessionRecord(s);
-        const prev = await this.cluster.claim(rec);
+        const { epoch, prev } = await this.cluster.claim(this.sessionRecord(s));
+        s.fence = epoch;
         if (prev !== undefined)
-          await this.cluster.takeOver(rec, prev, TAKEOVER_TIMEOUT_MS, TAKEOVER_MAX_WAIT_MS);
+          await this.cluster.takeOver(
+            this.sessionRecord(s),
+            prev,
+            TAKEOVER_TIMEOUT_MS,
+            TAKEOVER_MAX_WAIT_MS,
+          );
       } catch (err) {
         if (this.sessions.get(id) === s) this.sessions.delete(id);
         this.logger.error(
@@ -613,7 +618,7 @@ export class Gateway {
     let open: CommandRow[];
     try {
       const now = this.clock.now();
-      vehicle = await this.store.markSeen(id, now);
+      vehicle = await this.store.markSeen(id, now, s.fence);
       open = await this.store.openCommands(id, now);
     } catch (err) {
       if (this.sessions.get(id) === s) this.sessions.delete(id);
@@ -663,6 +668,11 @@ export class Gateway {
       },
       'vehicle connected',
     );
+    if (vehicle.fence !== undefined && s.fence !== undefined && vehicle.fence > s.fence) {
+      // A later claim of this vehicle has connected already (this node stalled between the claim and
+      // here, and could not be asked): as a racer taken over. Its writes would be refused anyway.
+      s.disconnect(DisconnectReason.TAKEN_OVER, 'taken over on another node');
+    }
   }
 
   // ---- timers: one sweep for every session (no per-connection timers) ----
@@ -846,6 +856,7 @@ export class Gateway {
       remote: s.info.remoteAddress,
       version: s.version,
       keepalive: s.keepaliveS,
+      epoch: s.fence,
     };
   }
 

@@ -123,6 +123,8 @@ export class Session implements FrameSink, MessageSink {
   connectStarted = false;
   /** The CONNECT's acceptance (takeover, CONNACK) once past authentication; a takeover from another node waits on it. */
   accepting: Promise<void> | undefined;
+  /** Cluster: the claim's epoch, carried by this session's writes (SessionRecord.epoch). */
+  fence: number | undefined = undefined;
   held: [number, Uint8Array][] | null = null;
 
   // Uplink (3.2): next expected seq (optimistic, includes in-flight) and the durable consumed seq.

@@ -1,5 +1,11 @@
 // Durable uplink: the per-vehicle seq checks of PROTOCOL.md 3.2, rate limiting, group commit, and acks after commit.
-import { AckStatus, writeUplinkAckFrame, UPLINK_ACK_FRAME_BYTES, Cmd } from '../protocol/index.js';
+import {
+  AckStatus,
+  writeUplinkAckFrame,
+  UPLINK_ACK_FRAME_BYTES,
+  Cmd,
+  DisconnectReason,
+} from '../protocol/index.js';
 import type { UplinkRecord } from '../protocol/record.js';
 import type { AppendFailure, UplinkWrite } from '../store/types.js';
 import type { Gateway } from './gateway.js';
@@ -155,6 +161,7 @@ export class UplinkPipeline {
       record,
       raw,
       traceIds,
+      fence: s.fence,
       ack,
       ackSeq,
       write: true,
@@ -309,6 +316,19 @@ export class UplinkPipeline {
    */
   private rolledBack(s: Session, group: PendingWrite[], failure: AppendFailure): void {
     const gw = this.gw;
+    if (failure.kind === 'fenced') {
+      // A later session of this vehicle connected on another node while this one could not be
+      // told (its node stalled): nothing is consumed or acked; the vehicle resends on that session.
+      this.dropPending(s);
+      s.uplinkNext = s.uplinkDurable + 1;
+      if (s.state === 'connected')
+        s.disconnect(DisconnectReason.TAKEN_OVER, 'taken over on another node');
+      gw.logger.warn(
+        { vehicleId: s.vehicleId, sessionId: s.id, fence: s.fence },
+        'uplink of a superseded session refused by the store',
+      );
+      return;
+    }
     let resumeAt: number;
     let status: number;
     if (failure.kind === 'conflict') {
@@ -333,17 +353,21 @@ export class UplinkPipeline {
       first = false;
     };
     for (const w of group) answerPoint(w);
-    if (this.pending.some((w) => w.session === s)) {
-      const keep: PendingWrite[] = [];
-      for (const w of this.pending) {
-        if (w.session !== s) keep.push(w);
-        else {
-          s.inflight--;
-          answerPoint(w);
-        }
+    this.dropPending(s, answerPoint);
+  }
+
+  /** Removes the writes of `s` still pending behind a failed batch (they would leave a gap). */
+  private dropPending(s: Session, each?: (w: PendingWrite) => void): void {
+    if (!this.pending.some((w) => w.session === s)) return;
+    const keep: PendingWrite[] = [];
+    for (const w of this.pending) {
+      if (w.session !== s) keep.push(w);
+      else {
+        s.inflight--;
+        each?.(w);
       }
-      this.pending = keep;
     }
+    this.pending = keep;
   }
 
   /** Resolves once every write of `s` is settled (committed or rolled back): takeover waits on it. */

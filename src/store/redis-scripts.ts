@@ -20,19 +20,21 @@ function script(name: string, lua: string): RedisScript {
 /**
  * Appends the uplink of the vehicles of one partition, each vehicle all-or-nothing: its first seq must
  * be its last consumed + 1 and its seqs contiguous, else it is refused and nothing of it is written.
- * A record goes to the partition stream (XADD *, fields v, s, r) and its entry id into the vehicle's
- * history (a sorted set scored by seq); the seq of a hole is consumed without a record.
- * KEYS[1] seq hash, KEYS[2] partition stream, then per vehicle i: KEYS[1+2i] history zset,
- * KEYS[2+2i] latest hash.
- * ARGV[1] vehicle count, then per vehicle: id, n (writes), m (latest fields), n × (seq, record JSON or
- * '' for a hole), m × (field, value JSON).
- * Returns the refused vehicles as a flat list: id, last consumed seq, …
+ * A vehicle whose writes carry a fence below the one in the fence hash (a later session connected)
+ * is refused as fenced. A record goes to the partition stream (XADD *, fields v, s, r) and its entry
+ * id into the vehicle's history (a sorted set scored by seq); the seq of a hole is consumed without a
+ * record.
+ * KEYS[1] seq hash, KEYS[2] partition stream, KEYS[3] fence hash, then per vehicle i: KEYS[2+2i]
+ * history zset, KEYS[3+2i] latest hash.
+ * ARGV[1] vehicle count, then per vehicle: id, fence ('' for none), n (writes), m (latest fields),
+ * n × (seq, record JSON or '' for a hole), m × (field, value JSON).
+ * Returns the refused vehicles as a flat list: id, last consumed seq or 'fenced', …
  */
 export const APPEND_UPLINK = script(
   'appendUplink',
   `
 #!lua
-local seqKey, streamKey = KEYS[1], KEYS[2]
+local seqKey, streamKey, fenceKey = KEYS[1], KEYS[2], KEYS[3]
 -- Type checks first: a wrong type fails the call before anything is written.
 local function check(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -41,9 +43,9 @@ local function check(key, want)
   end
   return nil
 end
-local err = check(seqKey, 'hash') or check(streamKey, 'stream')
+local err = check(seqKey, 'hash') or check(streamKey, 'stream') or check(fenceKey, 'hash')
 if err then return err end
-for i = 3, #KEYS, 2 do
+for i = 4, #KEYS, 2 do
   err = check(KEYS[i], 'zset') or check(KEYS[i + 1], 'hash')
   if err then return err end
 end
@@ -52,14 +54,23 @@ local out = {}
 local a = 2
 for i = 1, tonumber(ARGV[1]) do
   local vid = ARGV[a]
-  local n = tonumber(ARGV[a + 1])
-  local m = tonumber(ARGV[a + 2])
-  a = a + 3
-  local hist, latest = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local fence = ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])
+  local m = tonumber(ARGV[a + 3])
+  a = a + 4
+  local hist, latest = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
   local lastStr = redis.call('HGET', seqKey, vid) or '0'
   local last = tonumber(lastStr)
   local ok = n > 0
+  if fence ~= '' then
+    local held = redis.call('HGET', fenceKey, vid)
+    if held and tonumber(held) > tonumber(fence) then
+      ok = false
+      lastStr = 'fenced'
+    end
+  end
   for k = 0, n - 1 do
+    if not ok then break end
     if tonumber(ARGV[a + 2 * k]) ~= last + 1 + k then
       ok = false
       break
@@ -104,18 +115,27 @@ return {seen, redis.call('HGET', KEYS[2], ARGV[1]) or '0', redis.call('HGETALL',
 `,
 );
 
-/** markSeen: as GET_VEHICLE, after keeping first-seen and setting last-seen to ARGV[2]. */
+/**
+ * markSeen: as GET_VEHICLE, after keeping first-seen and setting last-seen to ARGV[2]; with a fence
+ * ARGV[3] (else ''), raises the vehicle's fence in KEYS[4] to it. The reply's 4th element is the
+ * vehicle's fence after that ('' when it has none).
+ */
 export const MARK_SEEN = script(
   'markSeen',
   `
 #!lua
-local vid, at = ARGV[1], ARGV[2]
+local vid, at, fence = ARGV[1], ARGV[2], ARGV[3]
 local cur = redis.call('HGET', KEYS[1], vid)
 local first = at
 if cur then first = string.match(cur, '^([^:]*)') end
 local seen = first .. ':' .. at
 redis.call('HSET', KEYS[1], vid, seen)
-return {seen, redis.call('HGET', KEYS[2], vid) or '0', redis.call('HGETALL', KEYS[3])}
+local held = redis.call('HGET', KEYS[4], vid)
+if fence ~= '' and (not held or tonumber(held) < tonumber(fence)) then
+  redis.call('HSET', KEYS[4], vid, fence)
+  held = fence
+end
+return {seen, redis.call('HGET', KEYS[2], vid) or '0', redis.call('HGETALL', KEYS[3]), held or ''}
 `,
 );
 

@@ -83,17 +83,19 @@ function recordJson(w: UplinkWrite, r: UplinkRecord): string {
 
 function toVehicle(id: string, reply: unknown): VehicleRow | undefined {
   if (!Array.isArray(reply) || reply.length < 3) return undefined;
-  const [seen, seq, latestFlat] = reply as [string, string, unknown];
+  const [seen, seq, latestFlat, fence] = reply as [string, string, unknown, string | undefined];
   const colon = seen.indexOf(':');
   const latest: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(pairs(latestFlat))) latest[k] = JSON.parse(v) as unknown;
-  return {
+  const row: VehicleRow = {
     id,
     lastUplinkSeq: Number(seq),
     latest: latest as RecordData,
     firstSeenAt: Number(seen.slice(0, colon)),
     lastSeenAt: Number(seen.slice(colon + 1)),
   };
+  if (fence !== undefined && fence !== '') row.fence = Number(fence);
+  return row;
 }
 
 function toCommand(h: Hash): CommandRow | undefined {
@@ -170,6 +172,10 @@ export class RedisStore implements Store {
   }
   private seqKey(p: number): string {
     return `${this.pk(p)}:seq`;
+  }
+  /** Per vehicle of the partition: the highest session fence marked seen (SessionRecord.epoch). */
+  private fenceKey(p: number): string {
+    return `${this.pk(p)}:fence`;
   }
   private seenKey(p: number): string {
     return `${this.pk(p)}:seen`;
@@ -346,7 +352,7 @@ export class RedisStore implements Store {
     }
 
     const calls = [...byPartition].map(async ([p, vehicles]) => {
-      const keys = [this.seqKey(p), this.streamKey(p)];
+      const keys = [this.seqKey(p), this.streamKey(p), this.fenceKey(p)];
       const args: (string | number)[] = [vehicles.length];
       for (const vehicleId of vehicles) {
         const vw = byVehicle.get(vehicleId)!;
@@ -361,7 +367,8 @@ export class RedisStore implements Store {
             if (v !== undefined) patch.set(k, JSON.stringify(v));
           }
         }
-        args.push(vehicleId, vw.length, patch.size);
+        const fence = vw[0]!.fence;
+        args.push(vehicleId, fence === undefined ? '' : String(fence), vw.length, patch.size);
         for (const x of recs) args.push(x);
         for (const [k, v] of patch) args.push(k, v);
       }
@@ -384,7 +391,12 @@ export class RedisStore implements Store {
       }
       const flat = Array.isArray(r.reply) ? (r.reply as unknown[]) : [];
       for (let i = 0; i + 1 < flat.length; i += 2) {
-        failures.set(String(flat[i]), { kind: 'conflict', lastSeq: Number(flat[i + 1]) });
+        failures.set(
+          String(flat[i]),
+          flat[i + 1] === 'fenced'
+            ? { kind: 'fenced' }
+            : { kind: 'conflict', lastSeq: Number(flat[i + 1]) },
+        );
       }
     }
     if (errors.length > 0 && errors.length === byPartition.size) {
@@ -473,9 +485,14 @@ export class RedisStore implements Store {
     return [this.seenKey(p), this.seqKey(p), this.latestKey(p, vehicleId)];
   }
 
-  async markSeen(vehicleId: string, at: number): Promise<VehicleRow> {
+  async markSeen(vehicleId: string, at: number, fence?: number): Promise<VehicleRow> {
+    const p = this.partitionOf(vehicleId);
     const [reply] = await Promise.all([
-      this.run(MARK_SEEN, this.vehicleKeys(vehicleId), [vehicleId, String(at)]),
+      this.run(
+        MARK_SEEN,
+        [...this.vehicleKeys(vehicleId), this.fenceKey(p)],
+        [vehicleId, String(at), fence === undefined ? '' : String(fence)],
+      ),
       this.c.zadd(this.vehiclesKey, 0, vehicleId),
     ]);
     const row = toVehicle(vehicleId, reply);

@@ -41,13 +41,23 @@ export interface UplinkWrite {
    * tracer made it: a store may keep these instead of the text (the SQLite store does).
    */
   traceIds?: Uint8Array | undefined;
+  /**
+   * The writing session's fence (cluster: its claim's epoch), the same for every write of a vehicle
+   * in one call. An engine shared by several nodes refuses the vehicle's writes (`fenced`) when a
+   * later session has marked the vehicle seen with a higher fence; undefined is not checked.
+   */
+  fence?: number | undefined;
 }
 
 /**
  * Per-vehicle outcome of an append that was not written. `lastSeq` is the store's last consumed seq
  * for that vehicle when the writes did not continue from it (another node consumed it, or a bug).
  */
-export type AppendFailure = { kind: 'conflict'; lastSeq: number } | { kind: 'error'; error: Error };
+export type AppendFailure =
+  | { kind: 'conflict'; lastSeq: number }
+  /** A later session of the vehicle (a higher fence) has connected: this one is superseded. */
+  | { kind: 'fenced' }
+  | { kind: 'error'; error: Error };
 
 export interface VehicleRow {
   id: string;
@@ -57,6 +67,8 @@ export interface VehicleRow {
   latest: RecordData;
   firstSeenAt: number | null;
   lastSeenAt: number | null;
+  /** The vehicle's fence after markSeen, from engines that keep one (see `markSeen`). */
+  fence?: number;
 }
 
 export interface CommandRow {
@@ -132,8 +144,12 @@ export interface Store {
   pruneUplink(before: number, limit: number): Promise<number>;
 
   // Vehicles
-  /** Records a CONNACK ACCEPTED; returns the vehicle (created when new). */
-  markSeen(vehicleId: string, at: number): Promise<VehicleRow>;
+  /**
+   * Records a CONNACK ACCEPTED; returns the vehicle (created when new). With `fence` (cluster: the
+   * session's claim epoch) an engine shared by nodes raises the vehicle's fence to it and returns
+   * the fence it holds after that in `VehicleRow.fence` (higher: a later session has connected).
+   */
+  markSeen(vehicleId: string, at: number, fence?: number): Promise<VehicleRow>;
   /** A vehicle that has connected at least once, else undefined. */
   getVehicle(vehicleId: string): Promise<VehicleRow | undefined>;
   listVehicles(limit: number, cursor: string | null): Promise<VehiclePage>;

@@ -350,6 +350,56 @@ describe('a node that dies or stalls in the middle of a takeover', () => {
   }, 90_000);
 });
 
+describe('a stalled node that resumes after a takeover', () => {
+  it('does not store its old session uplink: the new CONNACK NEXT_UPLINK_SEQ stays exact (fencing)', async () => {
+    // Before: the resumed node read the old connection's buffered TELEMETRY before the takeover
+    // message and stored it, so the seqs of the new session's CONNACK were consumed behind its back
+    // (its own messages then got OUT_OF_ORDER and DUPLICATE).
+    const extra = await startNode(3, '10000'); // not declared dead while stopped
+    try {
+      const id = 'VIN-CL-FENCE';
+      const owner = await vehicleOn(extra, id);
+      await sendAndAck(owner.v, 1, 5);
+      extra.child.kill('SIGSTOP');
+      let racer: Awaited<ReturnType<typeof vehicleOn>>;
+      try {
+        // Buffered in the stopped node's socket: read when it resumes.
+        for (let seq = 6; seq <= 13; seq++)
+          owner.v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq, speed: 111 }));
+        racer = await vehicleOn(nodes[1]!, id); // waits the 3 s bound for the stopped node
+        expect(racer.next).toBe(6);
+      } finally {
+        extra.child.kill('SIGCONT');
+      }
+      const d = await owner.v.next(Cmd.DISCONNECT, 10_000);
+      expect(decodeDisconnect(d.data).reason).toBe(DisconnectReason.TAKEN_OVER);
+      await owner.v.waitClosed(10_000);
+      const late = owner.v.inbox
+        .filter((m) => m.code === Cmd.UPLINK_ACK)
+        .map((m) => decodeUplinkAck(m.data))
+        .filter((a) => a.status === AckStatus.STORED && a.seq >= 6);
+      expect(late).toEqual([]);
+      // The new session's own messages are the ones stored at 6..13.
+      for (let seq = 6; seq <= 13; seq++)
+        racer.v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq, speed: 222 }));
+      let last = 0;
+      while (last < 13) {
+        const a = await racer.v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK);
+        expect(a.status).toBe(AckStatus.STORED);
+        last = a.seq;
+      }
+      const res = await api(nodes[0]!, 'GET', `/api/v1/vehicles/${id}/uplink?afterSeq=5&limit=100`);
+      const items = (res.body as { items: { seq: number; data: { speedKmh?: number } }[] }).items;
+      expect(items.map((r) => [r.seq, r.data.speedKmh])).toEqual(
+        Array.from({ length: 8 }, (_, i) => [6 + i, 22.2]),
+      );
+      racer.v.close();
+    } finally {
+      await killNodes([extra]);
+    }
+  }, 60_000);
+});
+
 describe('a node frozen longer than its TTL', () => {
   it('registers its sessions again when it resumes, and closes those a CONNECT elsewhere took meanwhile', async () => {
     // Before: the other nodes released its sessions (it looked dead) and nothing put them back, so

@@ -18,7 +18,7 @@ await c.start(
   // It never answers: a takeover request sent to it goes unanswered, as to a killed process.
   { onMessage: () => new Promise(() => undefined), onEvent() {} },
 );
-const prev = await c.claim({
+const { prev } = await c.claim({
   vehicleId,
   nodeId,
   sessionId: `${nodeId}-1`,

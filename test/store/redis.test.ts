@@ -175,6 +175,38 @@ describe('RedisStore on a standalone redis-server', () => {
       expect(store().partitions).toBe(16);
     });
 
+    it('fences: a vehicle marked seen with a higher fence refuses writes of a lower one, nothing written', async () => {
+      // Cluster: a stalled node that resumes after a takeover must not store its old session's uplink.
+      const id = 'VIN-FENCE';
+      const fenced = (ws: UplinkWrite[], fence: number | undefined) =>
+        ws.map((w) => ({ ...w, fence }));
+      await h.store.markSeen('VIN-OTHER', T0);
+      expect((await h.store.markSeen(id, T0, 4)).fence).toBe(4);
+      expect(await h.store.appendUplink(fenced(run(id, 1, 3), 4))).toEqual(new Map());
+      expect((await h.store.markSeen(id, T0 + 1, 5)).fence).toBe(5); // the next session
+      const refused = await h.store.appendUplink([
+        ...fenced(run(id, 4, 6, 'old'), 4),
+        ...fenced(run('VIN-OTHER', 1, 2), 1),
+      ]);
+      expect(refused).toEqual(new Map([[id, { kind: 'fenced' }]]));
+      expect((await h.store.getVehicle(id))!.lastUplinkSeq).toBe(3);
+      expect((await h.store.listUplink(id, 0, 10)).map((r) => r.seq)).toEqual([1, 2, 3]);
+      expect((await h.store.getVehicle('VIN-OTHER'))!.lastUplinkSeq).toBe(2);
+      // The later session's writes go through; a lower markSeen does not lower the fence.
+      expect(await h.store.appendUplink(fenced(run(id, 4, 5, 'new'), 5))).toEqual(new Map());
+      expect((await h.store.markSeen(id, T0 + 2, 3)).fence).toBe(5);
+      expect(await h.store.appendUplink(fenced(run(id, 6, 6), 3))).toEqual(
+        new Map([[id, { kind: 'fenced' }]]),
+      );
+      // Writes without a fence (one node) are not checked; a vehicle never fenced has no fence.
+      expect(await h.store.appendUplink(run(id, 6, 6))).toEqual(new Map());
+      expect((await h.store.markSeen('VIN-OTHER', T0)).fence).toBeUndefined();
+      const tags = (await h.store.listUplink(id, 3, 10)).map(
+        (r) => (r.data.vendor as Record<string, string> | undefined)?.['0x80'],
+      );
+      expect(tags).toEqual(['new', 'new', undefined]);
+    });
+
     it('validates its options', () => {
       expect(() => new RedisStore({ urls: [] })).toThrow();
       expect(() => new RedisStore({ urls: [server.url], keyPrefix: 'a{b}' })).toThrow();
