@@ -347,8 +347,11 @@ export class UplinkPipeline {
     s.uplinkNext = resumeAt;
     const live = s.state !== 'closed';
     let first = true;
+    const consumed = failure.kind === 'conflict' ? failure.lastSeq : 0;
     const answerPoint = (w: PendingWrite): void => {
       if (w.ack === NO_ACK || !live) return;
+      // 3.2 (a): a seq the store had consumed already (a batch: its LAST) is a DUPLICATE.
+      if (w.ackSeq <= consumed) return this.answer(s, w.ackSeq, AckStatus.DUPLICATE);
       this.answer(s, resumeAt, first ? status : AckStatus.OUT_OF_ORDER);
       first = false;
     };

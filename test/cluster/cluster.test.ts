@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../src/auth/tokens.js';
 import type { SessionRecord } from '../../src/cluster/coordinator.js';
+import { RedisStore } from '../../src/store/redis.js';
 import {
   AckStatus,
   Cmd,
@@ -474,6 +475,43 @@ describe('uplink across nodes', () => {
     }
     const stored = await storedSeqs(nodes[2]!, id);
     expect(stored).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+  });
+});
+
+describe('uplink written behind the session (another writer)', () => {
+  it('seqs the store had consumed already are answered DUPLICATE, then the session continues from the store', async () => {
+    // PROTOCOL.md 3.2 (a): S <= last consumed -> DUPLICATE. Before: every refused seq got
+    // OUT_OF_ORDER with the store's next seq, also those the store had consumed.
+    const id = 'VIN-CL-BEHIND';
+    const { v, next } = await vehicleOn(nodes[0]!, id);
+    expect(next).toBe(1);
+    const other = new RedisStore({ urls: [redis.url] });
+    await other.open();
+    try {
+      const writes = Array.from({ length: 5 }, (_, i) => ({
+        vehicleId: id,
+        seq: i + 1,
+        record: {
+          vehicleId: id,
+          seq: i + 1,
+          kind: 'telemetry' as const,
+          timestamp: T + i,
+          receivedAt: T + i,
+          data: { speedKmh: 1 },
+        },
+      }));
+      expect(await other.appendUplink(writes)).toEqual(new Map());
+    } finally {
+      await other.close();
+    }
+    for (let seq = 1; seq <= 5; seq++)
+      v.send(Cmd.TELEMETRY, encodeTelemetry({ seq, timestamp: T + seq, speed: 50 }));
+    const acks: UplinkAckMessage[] = [];
+    for (let i = 0; i < 5; i++) acks.push(await v.nextDecoded<UplinkAckMessage>(Cmd.UPLINK_ACK));
+    expect(acks).toEqual([1, 2, 3, 4, 5].map((seq) => ({ seq, status: AckStatus.DUPLICATE })));
+    expect(await sendAndAck(v, 6, 8)).toBe(8);
+    expect(await storedSeqs(nodes[1]!, id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    v.close();
   });
 });
 
