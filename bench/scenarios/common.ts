@@ -38,6 +38,9 @@ export interface OwnedResource {
   kill(): void;
 }
 
+/** Flags whose value the "started" lines do not show. */
+const SECRET_FLAGS = new Set(['--jwt-secret', '--admin-token']);
+
 function alive(child: ChildProcess): boolean {
   return child.pid !== undefined && child.exitCode === null && child.signalCode === null;
 }
@@ -86,6 +89,14 @@ export class Owned {
       },
     };
     const release = this.add(r);
+    // One line per process, written as it starts: which pid to profile or watch, and a record a
+    // wrapper can rely on even when the process lives only a moment.
+    if (child.pid !== undefined) {
+      const shown = child.spawnargs.map((a, i, all) =>
+        SECRET_FLAGS.has(all[i - 1] ?? '') ? '***' : a,
+      );
+      process.stderr.write(`bench: started ${r.name}: ${shown.join(' ')}\n`);
+    }
     child.once('exit', release);
     child.once('error', () => {
       if (child.pid === undefined) release(); // never started

@@ -69,8 +69,14 @@ function bench(args: string[], env: NodeJS.ProcessEnv = {}): Bench {
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
-  child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
   const seen = new Map<number, string>();
+  child.stderr!.setEncoding('utf8').on('data', (t: string) => {
+    err += t;
+    // The bench names every process it starts as it starts it: a process too short-lived for the
+    // poll below (the test's loop busy under load) is still known.
+    for (const m of t.matchAll(/^bench: started .*\(pid (\d+)\): (.*)$/gm))
+      seen.set(Number(m[1]), m[2]!);
+  });
   const poll = setInterval(() => {
     for (const c of childrenOf(child.pid!)) seen.set(c.pid, c.cmd);
   }, 25);
@@ -246,6 +252,9 @@ describe('bench against a --target gateway with its own secrets', () => {
     expect(summary!.failed).toBeUndefined();
     // Which side saturated, from the target's and the simulators' CPU (neither, on 6 msgs/s).
     expect((summary!.figures as { saturatedSide: string }).saturatedSide).toMatch(/^neither/);
+    // Its "started" lines name the simulators, without the secrets they were given.
+    expect(b.err()).toMatch(/^bench: started simulator .*--jwt-secret \*\*\*/m);
+    expect(b.err()).not.toContain(JWT_SECRET);
   }, 40_000);
 });
 
