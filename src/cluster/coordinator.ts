@@ -117,7 +117,7 @@ function connect(urls: string[]): Client {
 /** How long a takeover waits for the node holding the old session to answer. */
 export const TAKEOVER_TIMEOUT_MS = 3_000;
 /** How long it waits in all while that node reports progress (its CONNECT waits for its own takeovers). */
-export const TAKEOVER_MAX_WAIT_MS = 10_000;
+const TAKEOVER_MAX_WAIT_MS = 10_000;
 /** How long the mark "your sessions were released" waits for a reaped node to come back. */
 const REAPED_MARK_MS = 3_600_000;
 /** How often a node answering a request says it is still working on it. */
@@ -440,16 +440,11 @@ export class RedisCoordinator {
    * Closes the sessions a claim replaced (`prev` and its unconfirmed ones), then records that the
    * claim `rec` has none left. Resolves once one node confirms: a node closes a session only after
    * that session's own takeovers, so the rest of the chain is closed too. A node that is dead, or
-   * does not answer within `timeoutMs` (extended while it reports progress, up to `maxWaitMs`), is
-   * passed over for the session before it.
+   * does not answer within TAKEOVER_TIMEOUT_MS (extended while it reports progress, up to
+   * TAKEOVER_MAX_WAIT_MS), is passed over for the session before it.
    */
-  async takeOver(
-    rec: SessionRecord,
-    prev: SessionRecord,
-    timeoutMs: number,
-    maxWaitMs: number,
-  ): Promise<void> {
-    await this.closeSessions(rec.vehicleId, [prev, ...(prev.pending ?? [])], timeoutMs, maxWaitMs);
+  async takeOver(rec: SessionRecord, prev: SessionRecord): Promise<void> {
+    await this.closeSessions(rec.vehicleId, [prev, ...(prev.pending ?? [])]);
     await this.redis
       .eval(
         REPLACE,
@@ -464,12 +459,7 @@ export class RedisCoordinator {
       );
   }
 
-  private async closeSessions(
-    vehicleId: string,
-    refs: readonly SessionRef[],
-    timeoutMs: number,
-    maxWaitMs: number,
-  ): Promise<void> {
+  private async closeSessions(vehicleId: string, refs: readonly SessionRef[]): Promise<void> {
     for (const ref of refs) {
       const msg = {
         t: 'takeover' as const,
@@ -484,7 +474,7 @@ export class RedisCoordinator {
         // A node that dies while we wait (kill -9) is noticed at its heartbeat TTL.
         const watch = this.watchNode(ref.nodeId);
         reply = await Promise.race([
-          this.request(ref.nodeId, msg, timeoutMs, maxWaitMs),
+          this.request(ref.nodeId, msg, TAKEOVER_TIMEOUT_MS, TAKEOVER_MAX_WAIT_MS),
           watch.gone.then(() => undefined),
         ]).finally(watch.stop);
       }
@@ -504,9 +494,8 @@ export class RedisCoordinator {
     await this.redis.srem(this.nodeSessionsKey(nodeId), vehicleId);
     const refs = (JSON.parse(cur) as SessionRecord).pending ?? [];
     if (refs.length > 0)
-      void this.closeSessions(vehicleId, refs, TAKEOVER_TIMEOUT_MS, TAKEOVER_MAX_WAIT_MS).catch(
-        (err: unknown) =>
-          this.logger.warn({ err: String(err), vehicleId }, 'closing replaced sessions failed'),
+      void this.closeSessions(vehicleId, refs).catch((err: unknown) =>
+        this.logger.warn({ err: String(err), vehicleId }, 'closing replaced sessions failed'),
       );
     return 1;
   }

@@ -27,7 +27,6 @@ import {
 } from '../protocol/index.js';
 import type { CommandRow, Store, VehicleRow } from '../store/types.js';
 import {
-  TAKEOVER_MAX_WAIT_MS,
   TAKEOVER_TIMEOUT_MS,
   type NodeMessage,
   type RedisCoordinator,
@@ -589,13 +588,7 @@ export class Gateway {
       try {
         const { epoch, prev } = await this.cluster.claim(this.sessionRecord(s));
         s.fence = epoch;
-        if (prev !== undefined)
-          await this.cluster.takeOver(
-            this.sessionRecord(s),
-            prev,
-            TAKEOVER_TIMEOUT_MS,
-            TAKEOVER_MAX_WAIT_MS,
-          );
+        if (prev !== undefined) await this.cluster.takeOver(this.sessionRecord(s), prev);
       } catch (err) {
         if (this.sessions.get(id) === s) this.sessions.delete(id);
         this.logger.error(
