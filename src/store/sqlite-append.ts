@@ -1,11 +1,11 @@
 // The SQLite uplink append (seq check, records, latest state) over flat rows, run in-process or in a worker thread.
 import type Database from 'better-sqlite3';
 import { mergeTelemetry, type RecordData } from '../protocol/record.js';
+import { INSERT_LOG_SQL, LogBuilder } from './sqlite-log.js';
 import {
-  PACKED_TRACEPARENT_BYTES,
+  INDEXED_UPTO_KEY,
   PendingIndex,
   UplinkRowReader,
-  packTraceparent,
   rowData,
   type PendingIndexOptions,
 } from './sqlite-index.js';
@@ -47,12 +47,6 @@ export const CHECKPOINTS_PER_TICK = 2_000;
  * disk), so one slice holds the event loop for 2–12 ms.
  */
 export const CHECKPOINTS_PER_WRITE = 200;
-
-/**
- * Rows per multi-row INSERT, largest first: a commit's rows go in as few statements as these sizes
- * allow (one call into SQLite, one statement step and one result per statement instead of per row).
- */
-const INSERT_SIZES = [64, 16, 4, 1] as const;
 
 /** How often the index and the per-vehicle checkpoints (last seq, latest) are written. */
 const TICK_MS = 2_000;
@@ -122,8 +116,8 @@ class CachedState implements VehicleState {
 
 /**
  * Appends uplink rows in one transaction: for each vehicle (rows grouped by vehicle, seqs ascending)
- * the first seq must follow its last consumed seq; its records (and holes) are inserted. Nothing else
- * is written per commit: the per-vehicle state (last seq, latest) lives in a cache and reaches the
+ * the first seq must follow its last consumed seq; its records (and holes) go into the commit's log
+ * row (sqlite-log.ts), and into runs every few seconds. Nothing else is written per commit: the per-vehicle state (last seq, latest) lives in a cache and reaches the
  * `vehicles` checkpoint in tick(), every few seconds. After a crash the rows after the checkpoint
  * rebuild it exactly (VehicleStateReader).
  */
@@ -133,19 +127,15 @@ export class UplinkAppender {
   /** Index entries of the rows not yet written as runs (see sqlite-index.ts). */
   readonly pending: PendingIndex;
   private readonly reader: VehicleStateReader;
-  /**
-   * One packed traceparent per row of the largest INSERT, views of one buffer: SQLite copies a blob
-   * when the statement runs, so each statement's rows reuse them.
-   */
-  private readonly packed: Buffer[];
-  /** INSERT of INSERT_SIZES[i] rows, and its reused parameter array. */
-  private readonly inserts: { stmt: Database.Statement; size: number; params: unknown[] }[];
+  /** The running commit's log row (sqlite-log.ts). */
+  private readonly log = new LogBuilder();
+  private readonly insertLog: Database.Statement;
+  /** The position the next record gets (sqlite-log.ts). */
+  private nextPos: number;
   private readonly selectKey: Database.Statement;
   private readonly insertKey: Database.Statement;
   private readonly writeCheckpoint: Database.Statement;
   private readonly tx: Database.Transaction<(rows: FlatRows) => Appended[]>;
-  /** [vkey, seq, id, …] of the rows inserted by the running transaction. */
-  private written: number[] = [];
   private readonly indexTx: Database.Transaction<(max: number, everyone: boolean) => number[]>;
   private readonly checkpointTx: Database.Transaction<(ids: string[]) => void>;
   private failures: FlatFailures = [];
@@ -169,18 +159,8 @@ export class UplinkAppender {
     this.flushLevel = level >= 2 ? level : 0;
     this.pending = new PendingIndex(db, options);
     this.reader = new VehicleStateReader(db, this.pending);
-    const scratch = Buffer.alloc(INSERT_SIZES[0] * PACKED_TRACEPARENT_BYTES);
-    this.packed = Array.from({ length: INSERT_SIZES[0] }, (_, r) =>
-      scratch.subarray(r * PACKED_TRACEPARENT_BYTES, (r + 1) * PACKED_TRACEPARENT_BYTES),
-    );
-    this.inserts = INSERT_SIZES.map((size) => ({
-      stmt: db.prepare(
-        'INSERT INTO uplink (vkey, seq, kind, ts, received_at, traceparent, data) VALUES ' +
-          Array.from({ length: size }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', '),
-      ),
-      size,
-      params: new Array<unknown>(size * ROW_STRIDE),
-    }));
+    this.insertLog = db.prepare(INSERT_LOG_SQL);
+    this.nextPos = this.firstFreePosition();
     this.selectKey = db.prepare('SELECT key FROM vehicle_keys WHERE id = ?').pluck();
     this.insertKey = db.prepare('INSERT INTO vehicle_keys (id) VALUES (?)');
     // markSeen and createCommand may have created the row; a checkpoint only ever moves forward.
@@ -249,38 +229,39 @@ export class UplinkAppender {
   }
 
   /**
-   * Inserts the accepted rows in batch order with multi-row INSERTs. A rowid table without explicit
-   * ids gives each new row max(id) + 1, and this transaction holds the write lock, so a statement's
-   * rows get consecutive ids ending at its lastInsertRowid.
+   * Writes the accepted rows in batch order as one row of the uplink log (sqlite-log.ts): one
+   * insert per commit, however many records it holds.
    */
   private insertAccepted(rows: FlatRows, acc: readonly number[]): void {
-    const total = acc.length / 2;
-    let a = 0;
-    for (const ins of this.inserts) {
-      const { stmt, size, params } = ins;
-      while (total - a / 2 >= size) {
-        for (let r = 0, p = 0; r < size; r++, a += 2) {
-          const k = acc[a]!;
-          params[p++] = acc[a + 1];
-          params[p++] = rows[k + 1];
-          params[p++] = rows[k + 2];
-          params[p++] = rows[k + 3];
-          params[p++] = rows[k + 4];
-          const tp = rows[k + 5];
-          const packed = this.packed[r]!;
-          params[p++] =
-            typeof tp === 'string' && packTraceparent(tp, rows[k + 1] as number, packed)
-              ? packed
-              : tp;
-          params[p++] = rows[k + 6];
-        }
-        let id = Number(stmt.run(params).lastInsertRowid) - size + 1;
-        for (let r = 0, p = 0; r < size; r++, p += ROW_STRIDE)
-          this.written.push(params[p] as number, params[p + 1] as number, id++);
-      }
+    const log = this.log;
+    log.reset();
+    for (let a = 0; a < acc.length; a += 2) {
+      const k = acc[a]!;
+      log.add(
+        acc[a + 1]!,
+        rows[k + 1] as number,
+        rows[k + 2] as number,
+        rows[k + 3] as number,
+        rows[k + 4] as number,
+        rows[k + 5] as string | Uint8Array | null,
+        rows[k + 6] as Uint8Array | string | null,
+      );
     }
-    // The reused arrays keep no blob alive past the transaction.
-    for (const ins of this.inserts) ins.params.fill(null);
+    if (log.count > 0)
+      this.insertLog.run(this.nextPos, this.nextPos + log.count - 1, log.firstAt, log.body());
+  }
+
+  /** One past the highest position used: in the log, in a run, or below the mark. */
+  private firstFreePosition(): number {
+    const max = this.db
+      .prepare(
+        `SELECT max(coalesce((SELECT max(last) FROM uplink_log), 0),
+                    coalesce((SELECT max(last_id) FROM uplink_runs), 0),
+                    coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0))`,
+      )
+      .pluck()
+      .get(INDEXED_UPTO_KEY) as number;
+    return max + 1;
   }
 
   /** Runs the transaction; the cache follows only what committed. Throws when SQLite does. */
@@ -288,20 +269,25 @@ export class UplinkAppender {
     // IMMEDIATE: take the write lock up front, waiting (busy_timeout) if the other connection writes;
     // a deferred transaction upgrading from its SELECT could fail with SQLITE_BUSY instead.
     let updates: Appended[];
-    this.written = [];
     try {
       updates = this.tx.immediate(rows);
     } catch (err) {
       // Keys created in the failed transaction are gone with it, and so is an index write a cache
       // eviction ran inside it: start over from the database (checkpoints not yet written are
-      // rebuilt from the rows on the next read, index entries from the rows above the mark).
+      // rebuilt from the records on the next read, pending entries from the log above the mark).
       this.cache.clear();
       this.dirty.clear();
       this.pending.reload();
+      this.nextPos = this.firstFreePosition();
       throw err;
     }
-    const w = this.written;
-    for (let i = 0; i < w.length; i += 3) this.pending.add(w[i]!, w[i + 1]!, w[i + 2]!);
+    // Committed: the records wait in memory for their runs, as encoded in the log row.
+    const log = this.log;
+    const e = log.entries;
+    for (let i = 0, pos = this.nextPos; i < e.length; i += 4, pos++)
+      this.pending.add(e[i]!, e[i + 1]!, pos, log.buf, e[i + 2]!, e[i + 3]!);
+    this.nextPos += log.count;
+    log.reset();
     // Committed: the cached states move forward in place (nothing to undo, so nothing is copied).
     for (const { id, st, from, to } of updates) {
       st.lastSeq = rows[to - ROW_STRIDE + 1] as number;
@@ -364,10 +350,12 @@ export class UplinkAppender {
   }
 
   /**
-   * Runs a maintenance transaction (index runs, checkpoints) without a flush of its own when the
-   * connection flushes every commit (store-sync full). Both are derived data: after a crash the
-   * index is rebuilt from the rows above its mark and the latest state from the rows after its
-   * checkpoint, so nothing acked depends on them; and the WAL is append-only, so the next uplink
+   * Runs a maintenance transaction (runs, checkpoints) without a flush of its own when the
+   * connection flushes every commit (store-sync full). A run write moves records from the log into
+   * runs in one transaction: a power loss keeps it whole or not at all (WAL frames are checksummed
+   * in order), and without it the records are still in the log, flushed with their own commit. The
+   * checkpoints are derived data: after a crash the latest state is rebuilt from the records after
+   * them. So nothing acked depends on either; and the WAL is append-only, so the next uplink
    * commit's flush makes them durable with it. What it saves is an fsync wait on the event loop per
    * slice. Inside another transaction (a cache eviction during an append) the outer commit decides.
    */

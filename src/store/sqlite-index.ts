@@ -1,4 +1,4 @@
-// The per-vehicle seq index of the SQLite uplink rows (written in bulk, read through), and the row codecs.
+// The SQLite uplink records in per-vehicle runs (written in bulk from the log, read through), and the row codecs.
 import type Database from 'better-sqlite3';
 import {
   decodeEventSample,
@@ -9,19 +9,23 @@ import {
 } from '../protocol/index.js';
 import type { RecordData } from '../protocol/record.js';
 import { TRACE_IDS_BYTES } from '../observability/trace.js';
+import { forEachLogEntry } from './sqlite-log.js';
+import { INSERT_RUN_SQL, PendingList, decodeEntries, insertRuns } from './sqlite-runs.js';
 
 /**
- * Why the index is deferred and kept in runs: vehicles report about once a second, so one group
- * commit holds about one row per vehicle. A B-tree index on (vehicle, seq) updated per commit
- * rewrites one index page (4 KB into the WAL, and again at checkpoint) for nearly every row, which
- * cost more than the row; and one index entry per row, even written in bulk, cost a B-tree insert
- * per message. Instead the rows go into `uplink` (append-only by id), their index entries stay in
- * memory, and every few seconds each vehicle's entries are written as one run: a row of
- * `uplink_runs` holding its consecutive seqs first_seq…last_seq and their row ids (encodeRunIds), so
- * the index costs one insert per vehicle per write, not one per message.
- * `meta.uplink_indexed_upto` is the highest row id indexed; rows above it are found from memory on
- * the appender's connection, or by scanning that tail on another connection. The index is derived
- * data: after a crash the tail is re-read from `uplink`, which alone holds what was acked.
+ * Why records are written twice, first to the log and then in runs: vehicles report about once a
+ * second, so one group commit holds about one record per vehicle. Storing each record where its
+ * vehicle's others are (a B-tree on (vehicle, seq)) rewrites one 4 KB page per record per commit;
+ * and an index on (vehicle, seq) beside rows in arrival order cost a B-tree insert per message,
+ * and left one vehicle's records one per page, so a history read from a cold cache cost a disk read
+ * per record. Instead a commit's records go into one row of `uplink_log` (sqlite-log.ts), stay in
+ * memory per vehicle, and every few seconds each vehicle's are written as one run: a row of
+ * `uplink_runs` holding its consecutive seqs first_seq…last_seq and their records (sqlite-runs.ts).
+ * That costs one insert per vehicle per write, not one per message, and a history read one page per
+ * run. `meta.uplink_indexed_upto` is the position below which every record is in a run; the log
+ * rows below it are deleted, and the records above it are found from memory on the appender's
+ * connection, or by reading the log on another connection. After a crash the records above the
+ * mark are read back from the log, which holds what was acked until its runs are written.
  */
 export const INDEXED_UPTO_KEY = 'uplink_indexed_upto';
 
@@ -111,90 +115,12 @@ export function traceparentOf(value: string | Uint8Array, seq: number): string {
   return `00-${toHex(value, 0, 12)}${seqHex}-${toHex(value, 12, 20)}-${toHex(value, 20, 21)}`;
 }
 
-/** Entries per run at most: a read that starts inside a run decodes at most this many ids. */
-export const RUN_MAX = 256;
+/** Emptied pending lists kept for reuse, at most, and the largest kept (about 4 MB in all). */
+const FREE_LISTS = 1_024;
+const FREE_LIST_BYTES = 4_096;
 
 /** Runs fetched per query by a read. */
 const RUNS_PER_READ = 16;
-
-const runScratch = Buffer.allocUnsafe(RUN_MAX * 8 + 16);
-
-/**
- * The row ids of entries [from, to) of `list` ([seq, id, …]) as a run's BLOB: unsigned LEB128
- * varints, the first id as is and then each id's difference from the one before (ids ascend within
- * a vehicle's run, and are a few thousand apart at most ingest rates: two bytes an entry). Returns
- * a view of a shared buffer (SQLite copies it when bound).
- */
-export function encodeRunIds(list: readonly number[], from: number, to: number): Buffer {
-  let o = 0;
-  let prev = 0;
-  for (let i = from; i < to; i++) {
-    const id = list[2 * i + 1]!;
-    let v = id - prev;
-    prev = id;
-    // Arithmetic, not bit operations: row ids may pass 2^31.
-    while (v >= 0x80) {
-      runScratch[o++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    runScratch[o++] = v;
-  }
-  return runScratch.subarray(0, o);
-}
-
-/** The row ids of a run (encodeRunIds), in seq order. */
-export function decodeRunIds(blob: Uint8Array): number[] {
-  const ids: number[] = [];
-  let prev = 0;
-  let i = 0;
-  while (i < blob.length) {
-    let v = 0;
-    let scale = 1;
-    let b: number;
-    do {
-      b = blob[i++]!;
-      v += (b & 0x7f) * scale;
-      scale *= 0x80;
-    } while (b & 0x80 && i < blob.length);
-    prev += v;
-    ids.push(prev);
-  }
-  return ids;
-}
-
-/**
- * Writes a vehicle's entries ([seq, id, …], seqs ascending) as runs: a run ends where the seqs stop
- * being consecutive or the ids ascending, or at RUN_MAX entries. `insert` takes (last_id, vkey, first_seq, last_seq, ids).
- */
-export function insertRuns(
-  insert: Database.Statement,
-  vkey: number,
-  list: readonly number[],
-): void {
-  const n = list.length / 2;
-  let start = 0;
-  for (let i = 1; i <= n; i++) {
-    if (
-      i < n &&
-      i - start < RUN_MAX &&
-      list[2 * i] === list[2 * i - 2]! + 1 &&
-      list[2 * i + 1]! > list[2 * i - 1]!
-    )
-      continue;
-    insert.run(
-      list[2 * i - 1],
-      vkey,
-      list[2 * start],
-      list[2 * i - 2],
-      encodeRunIds(list, start, i),
-    );
-    start = i;
-  }
-}
-
-/** Inserts a run (the statement insertRuns takes). */
-export const INSERT_RUN_SQL =
-  'INSERT OR REPLACE INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)';
 
 /**
  * A vehicle's entries that count as a full run: with `holdRows` set, a vehicle with fewer waits for
@@ -207,28 +133,32 @@ export interface PendingIndexOptions {
    * How far (in rows) a vehicle's entries may fall behind the newest row while they are fewer than
    * RUN_TARGET; 0 (the default): every index write takes every vehicle. At one message a second per
    * vehicle a write every few seconds makes runs of one or two entries, each an insert into
-   * `uplink_runs` and its (vkey, last_seq) index; holding them until RUN_TARGET entries or this many
-   * rows makes longer runs and far fewer inserts. The cost is the tail above the mark: a reload
-   * after a crash reads it, and a reader on another connection scans it on every read, so only the
-   * appender whose readers share its connection (in-process, reading from memory) holds entries.
+   * `uplink_runs` and its (vkey, last_seq) index, and a history read one disk read per run; holding
+   * them until RUN_TARGET entries or this many rows makes longer runs and far fewer inserts. The
+   * cost is the tail above the mark: a reload after a crash reads it, and a reader on another
+   * connection scans it on every read, so only the appender whose readers share its connection
+   * (in-process, reading from memory) holds entries.
    */
   holdRows?: number;
 }
 
 /**
- * Index entries of rows not yet in `uplink_runs`: per vehicle key, [seq, id, seq, id, …] ascending.
+ * Rows not yet in `uplink_runs`, per vehicle key: their entries and encoded records (PendingList).
  * They are written a slice of vehicles at a time (write(max), then written() once that committed),
  * so one write's stall is bounded however many vehicles report. The mark
- * (`meta.uplink_indexed_upto`) is then the highest row id below which every row is indexed; rows
- * above it may be indexed already (their vehicle's slice went first), so whoever reads rows above
- * the mark skips the seqs its vehicle's runs hold.
+ * (`meta.uplink_indexed_upto`) is then the highest position below which every record is in a run,
+ * and the log rows below it are deleted in the same transaction; records above it may be in runs
+ * already (their vehicle's slice went first), so whoever reads records above the mark skips the seqs
+ * its vehicle's runs hold.
  *
  * The map's insertion order is the order of each list's first id: a list is created by the newest
  * row (ids ascend as rows are added, and a reload adds them in id order) and only ever deleted
  * whole. The oldest lists are its first ones, and the mark is found from the front.
  */
 export class PendingIndex {
-  private byKey = new Map<number, number[]>();
+  private byKey = new Map<number, PendingList>();
+  /** Emptied lists, reused (FREE_LISTS at most). */
+  private readonly free: PendingList[] = [];
   private maxId = 0;
   /** Entries held. */
   entries = 0;
@@ -240,21 +170,23 @@ export class PendingIndex {
   private readonly indexedTo: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly setUpto: Database.Statement;
+  private readonly dropRows: Database.Statement;
 
   constructor(db: Database.Database, options: PendingIndexOptions = {}) {
     this.holdRows = Math.max(0, options.holdRows ?? 0);
     this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
-    this.tail = db.prepare('SELECT id, vkey, seq FROM uplink WHERE id > ? ORDER BY id').raw();
+    this.tail = db.prepare('SELECT id, body FROM uplink_log WHERE last > ? ORDER BY id').raw();
     this.indexedTo = db.prepare('SELECT max(last_seq) FROM uplink_runs WHERE vkey = ?').pluck();
     this.insert = db.prepare(INSERT_RUN_SQL);
     this.setUpto = db.prepare(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     );
+    this.dropRows = db.prepare('DELETE FROM uplink_log WHERE id <= ? AND last <= ?');
     this.reload();
   }
 
   /**
-   * Rebuilds the entries from the rows above the indexed mark that no run holds yet (on open, and
+   * Rebuilds the entries from the log records above the mark that no run holds yet (on open, and
    * after a rollback).
    */
   reload(): void {
@@ -264,28 +196,33 @@ export class PendingIndex {
     const upto = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     this.maxId = upto;
     // Read whole first: no other statement may run while one iterates.
-    const rows = this.tail.all(upto) as [number, number, number][];
+    const logs = this.tail.all(upto) as [number, Uint8Array][];
     const indexed = new Map<number, number>();
-    for (const [id, vkey, seq] of rows) {
-      let to = indexed.get(vkey);
-      if (to === undefined) {
-        to = (this.indexedTo.get(vkey) as number | null) ?? 0;
-        indexed.set(vkey, to);
-      }
-      if (seq > to) this.add(vkey, seq, id);
+    for (const [id, body] of logs) {
+      forEachLogEntry(id, body, (vkey, seq, pos, from, to) => {
+        if (pos <= upto) return;
+        let done = indexed.get(vkey);
+        if (done === undefined) {
+          done = (this.indexedTo.get(vkey) as number | null) ?? 0;
+          indexed.set(vkey, done);
+        }
+        if (seq > done) this.add(vkey, seq, pos, body, from, to);
+      });
     }
   }
 
-  add(vkey: number, seq: number, id: number): void {
-    const list = this.byKey.get(vkey);
-    if (list === undefined) this.byKey.set(vkey, [seq, id]);
-    else if (list.push(seq, id) === 2 * RUN_TARGET && this.holdRows > 0) this.ready.push(vkey);
-    if (id > this.maxId) this.maxId = id;
+  /** Adds a committed record: its entry, encoded, is `src[from, to)` (PendingList.addEncoded). */
+  add(vkey: number, seq: number, pos: number, src: Uint8Array, from: number, to: number): void {
+    let list = this.byKey.get(vkey);
+    if (list === undefined) this.byKey.set(vkey, (list = this.free.pop() ?? new PendingList()));
+    list.addEncoded(seq, pos, src, from, to);
+    if (list.count === RUN_TARGET && this.holdRows > 0) this.ready.push(vkey);
+    if (pos > this.maxId) this.maxId = pos;
     this.entries++;
   }
 
-  /** [seq, id, …] of a vehicle's unindexed rows, ascending; undefined when it has none. */
-  get(vkey: number): readonly number[] | undefined {
+  /** A vehicle's rows not yet in runs; undefined when it has none. */
+  get(vkey: number): PendingList | undefined {
     return this.byKey.get(vkey);
   }
 
@@ -306,10 +243,10 @@ export class PendingIndex {
   }
 
   /**
-   * Writes the runs of up to `max` vehicles and moves the mark: those with RUN_TARGET entries, then
-   * those waiting longest (every vehicle without holdRows; with it, those holdRows or more rows
-   * behind the newest, or all of them when `everyone`). The caller runs this inside a transaction
-   * and passes the keys it returns to written() once it committed.
+   * Writes the runs of up to `max` vehicles, moves the mark and deletes the rows below it: those
+   * with RUN_TARGET entries, then those waiting longest (every vehicle without holdRows; with it,
+   * those holdRows or more rows behind the newest, or all of them when `everyone`). The caller runs
+   * this inside a transaction and passes the keys it returns to written() once it committed.
    */
   write(max = Infinity, everyone = false): number[] {
     const keys: number[] = [];
@@ -319,7 +256,7 @@ export class PendingIndex {
       for (; i < this.ready.length && keys.length < max; i++) {
         const vkey = this.ready[i]!;
         const list = this.byKey.get(vkey);
-        if (list === undefined || list.length < 2 * RUN_TARGET || chosen.has(vkey)) continue;
+        if (list === undefined || list.count < RUN_TARGET || chosen.has(vkey)) continue;
         chosen.add(vkey);
         keys.push(vkey);
       }
@@ -327,7 +264,7 @@ export class PendingIndex {
     }
     const behind = this.holdRows > 0 && !everyone ? this.maxId - this.holdRows : Infinity;
     for (const [vkey, list] of this.byKey) {
-      if (keys.length >= max || list[1]! > behind) break;
+      if (keys.length >= max || list.first > behind) break;
       if (chosen.has(vkey)) continue;
       chosen.add(vkey);
       keys.push(vkey);
@@ -336,15 +273,20 @@ export class PendingIndex {
     // In key order within the slice: neighbouring keys share B-tree pages.
     keys.sort((a, b) => a - b);
     for (const vkey of keys) insertRuns(this.insert, vkey, this.byKey.get(vkey)!);
-    // Below the first id still waiting, every row is indexed: the first list not written, in map
+    // Below the first id still waiting, every row is in a run: the first list not written, in map
     // order (the order of first ids).
     let upto = this.maxId;
     for (const [vkey, list] of this.byKey) {
       if (chosen.has(vkey)) continue;
-      upto = list[1]! - 1;
+      upto = list.first - 1;
       break;
     }
-    this.setUpto.run(INDEXED_UPTO_KEY, String(upto));
+    const before = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
+    if (upto > before) {
+      this.setUpto.run(INDEXED_UPTO_KEY, String(upto));
+      // The runs hold those records now: the log keeps only the rows with records above the mark.
+      this.dropRows.run(upto, upto);
+    }
     return keys;
   }
 
@@ -353,23 +295,26 @@ export class PendingIndex {
     for (const vkey of keys) {
       const list = this.byKey.get(vkey);
       if (list === undefined) continue;
-      this.entries -= list.length / 2;
+      this.entries -= list.count;
       this.byKey.delete(vkey);
+      // Kept for the next vehicle: a list grows to its run's size once, not once per run.
+      if (this.free.length < FREE_LISTS && list.buf.length <= FREE_LIST_BYTES) {
+        list.clear();
+        this.free.push(list);
+      }
     }
   }
 }
 
 /**
- * A vehicle's uplink rows after a seq, in seq order: the indexed part through `uplink_runs`, then the
- * rows above the mark, from the appender's PendingIndex (same connection) or, on another connection,
- * by scanning the tail of `uplink` (bounded by the few seconds between index writes). With a tail
- * scan both parts are read in one read transaction, so an index write in between cannot split them.
- * A row a run names may be gone (retention deletes rows before the runs that name them): skipped.
+ * A vehicle's uplink rows after a seq, in seq order: the records in `uplink_runs`, then those
+ * above the mark, from the appender's PendingIndex (same connection) or, on another connection, by
+ * reading the log above the mark (bounded by the few seconds between run writes). With a log read
+ * both parts are read in one read transaction, so an index write in between cannot split them.
  */
 export class UplinkRowReader {
   private readonly key: Database.Statement;
   private readonly runs: Database.Statement;
-  private readonly byId: Database.Statement;
   private readonly tail: Database.Statement | undefined;
   private readonly upto: Database.Statement | undefined;
   private readonly snapshot: Database.Transaction<
@@ -381,20 +326,15 @@ export class UplinkRowReader {
     db: Database.Database,
     private readonly pending: PendingIndex | null,
   ) {
-    const cols = 'u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data';
     this.key = db.prepare('SELECT key FROM vehicle_keys WHERE id = ?').pluck();
     this.runs = db
       .prepare(
-        'SELECT first_seq, last_seq, ids FROM uplink_runs WHERE vkey = ? AND last_seq > ? ORDER BY last_seq LIMIT ?',
+        'SELECT first_seq, last_seq, body FROM uplink_runs WHERE vkey = ? AND last_seq > ? ORDER BY last_seq LIMIT ?',
       )
       .raw();
-    this.byId = db.prepare(`SELECT ${cols} FROM uplink u WHERE u.id = ?`);
     if (pending === null) {
       this.upto = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
-      this.tail = db.prepare(
-        `SELECT ${cols} FROM uplink u WHERE u.id > ? AND u.vkey = ? AND u.seq > ? AND u.kind >= ?
-         ORDER BY u.id LIMIT ?`,
-      );
+      this.tail = db.prepare('SELECT id, body FROM uplink_log WHERE last > ? ORDER BY id').raw();
     }
     this.snapshot = db.transaction((vkey, afterSeq, kindMin, limit) =>
       this.collect(vkey, afterSeq, kindMin, limit),
@@ -420,35 +360,30 @@ export class UplinkRowReader {
     let from = afterSeq;
     for (;;) {
       const runs = this.runs.all(vkey, from, RUNS_PER_READ) as [number, number, Uint8Array][];
-      for (const [firstSeq, lastSeq, blob] of runs) {
-        const ids = decodeRunIds(blob);
-        for (let i = Math.max(0, afterSeq + 1 - firstSeq); i < ids.length; i++) {
-          const r = this.byId.get(ids[i]) as UplinkRow | undefined;
-          if (r === undefined || r.kind < kindMin) continue;
-          out.push(r);
-          if (out.length === limit) return out;
-        }
+      for (const [firstSeq, lastSeq, body] of runs) {
+        decodeEntries(body, 0, body.length, firstSeq, afterSeq, kindMin, limit, out, true);
+        if (out.length === limit) return out;
         from = lastSeq;
       }
       if (runs.length < RUNS_PER_READ) break;
     }
     // Every unindexed row of a vehicle has a higher seq than its indexed ones (same order as ids),
-    // and rows above the mark may be indexed already: the tail starts after the last run read.
-    const more = limit < 0 ? -1 : limit - out.length;
+    // and records above the mark may be in runs already: the rest starts after the last run read.
+    const after = Math.max(afterSeq, from);
     if (this.pending === null) {
+      // The log rows above the mark, every vehicle's records in them (bounded: the worker writes
+      // every vehicle's runs every few seconds, or once INDEX_WRITE_ENTRIES wait).
       const upto = Number((this.upto!.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
-      const after = Math.max(afterSeq, from);
-      for (const r of this.tail!.all(upto, vkey, after, kindMin, more) as UplinkRow[]) out.push(r);
+      for (const [id, body] of this.tail!.all(upto) as [number, Uint8Array][]) {
+        forEachLogEntry(id, body, (k, seq, pos, start, end) => {
+          if (k !== vkey || pos <= upto || seq <= after || out.length === limit) return;
+          decodeEntries(body, start, end, seq, after, kindMin, limit, out, true);
+        });
+      }
       return out;
     }
     const list = this.pending.get(vkey);
-    if (list === undefined) return out;
-    for (let i = 0; i < list.length && out.length !== limit; i += 2) {
-      if (list[i]! <= afterSeq) continue;
-      // Never missing (retention deletes only indexed rows), but a read must not throw over it.
-      const r = this.byId.get(list[i + 1]) as UplinkRow | undefined;
-      if (r !== undefined && r.kind >= kindMin) out.push(r);
-    }
+    if (list !== undefined) list.rows(after, kindMin, limit, out);
     return out;
   }
 }

@@ -18,22 +18,31 @@ const appender = new UplinkAppender(db);
 // The index and checkpoints every few seconds, as in-process.
 appender.start();
 
-parentPort!.on('message', (msg: { id: number; rows: FlatRows } | { close: true }) => {
-  if ('close' in msg) {
-    try {
-      appender.stop();
-    } finally {
-      db.close();
-      parentPort!.close();
+parentPort!.on(
+  'message',
+  (msg: { id: number; rows: FlatRows } | { id: number; index: true } | { close: true }) => {
+    if ('close' in msg) {
+      try {
+        appender.stop();
+      } finally {
+        db.close();
+        parentPort!.close();
+      }
+      return;
     }
-    return;
-  }
-  try {
-    parentPort!.postMessage({ id: msg.id, failures: appender.append(msg.rows) });
-  } catch (err) {
-    parentPort!.postMessage({
-      id: msg.id,
-      error: err instanceof Error ? err.message : String(err),
-    });
-  }
-});
+    try {
+      // Every vehicle's runs now (retention asks before it goes through them).
+      if ('index' in msg) {
+        appender.writeIndex();
+        parentPort!.postMessage({ id: msg.id, failures: [] });
+        return;
+      }
+      parentPort!.postMessage({ id: msg.id, failures: appender.append(msg.rows) });
+    } catch (err) {
+      parentPort!.postMessage({
+        id: msg.id,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+  },
+);

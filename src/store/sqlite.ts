@@ -12,14 +12,8 @@ import {
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
-import {
-  INDEXED_UPTO_KEY,
-  INSERT_RUN_SQL,
-  insertRuns,
-  rowData,
-  traceparentOf,
-  type UplinkRow,
-} from './sqlite-index.js';
+import { INSERT_RUN_SQL, PendingList, insertRuns, trimRun } from './sqlite-runs.js';
+import { INDEXED_UPTO_KEY, rowData, traceparentOf, type UplinkRow } from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -47,12 +41,16 @@ export interface SqliteStoreOptions {
  * PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id
  * text); 2: integer vehicle keys with a (vkey, seq) index on uplink; 3: that index deferred
  * (uplink_seq, written in bulk); 4: the deferred index in runs, one row per vehicle per index write
- * (uplink_runs: sqlite-index.ts).
+ * (uplink_runs: sqlite-index.ts); 5: the runs hold their records (sqlite-runs.ts), and `uplink` only
+ * the rows not in a run yet.
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
-const UPLINK_TABLE = `
--- id is insertion order: retention deletes from its low end without an index on received_at.
+/** Rows of one vehicle a migration turns into runs at a time (a multiple of RUN_MAX). */
+const MIGRATE_ROWS = 65_536;
+
+/** The uplink table of schemas 2–4 (one row per record), which a migration turns into runs. */
+const UPLINK_V2_TABLE = `
 CREATE TABLE IF NOT EXISTS uplink (
   id INTEGER PRIMARY KEY,
   vkey INTEGER NOT NULL,
@@ -61,8 +59,6 @@ CREATE TABLE IF NOT EXISTS uplink (
   ts INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   traceparent TEXT,
-  -- The record's TLVs as received (BLOB), or the JSON of its data (TEXT) for rows written without
-  -- them; NULL for a hole (kind -1): a seq consumed by REJECTED / FORBIDDEN, never listed.
   data BLOB
 );`;
 
@@ -84,17 +80,28 @@ CREATE TABLE IF NOT EXISTS vehicle_keys (
   key INTEGER PRIMARY KEY,
   id TEXT NOT NULL UNIQUE
 );
-${UPLINK_TABLE}
--- The per-vehicle seq index of uplink, written every few seconds as runs (sqlite-index.ts): a run
--- is one vehicle's consecutive seqs first_seq…last_seq with their row ids (ascending, varint
--- deltas). Keyed by its last row id, so retention deletes runs from the low end as it does rows.
--- Rows above meta.uplink_indexed_upto are not in it yet.
+-- The uplink log (sqlite-log.ts): one row per group commit, its records (positions id…last, the
+-- oldest received at first_at) until they are all in runs. What an ack stands on.
+CREATE TABLE IF NOT EXISTS uplink_log (
+  id INTEGER PRIMARY KEY,
+  last INTEGER NOT NULL,
+  first_at INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+-- The uplink records, one vehicle's consecutive seqs first_seq…last_seq per row, written every few
+-- seconds from the log (sqlite-index.ts), whose rows are then deleted below the mark
+-- meta.uplink_indexed_upto; body holds the records (sqlite-runs.ts). Keyed by the position of its
+-- last record, so retention goes through runs from the low end (first_at: the oldest received_at
+-- of a record, last_at: the newest of any entry; records: holes not counted).
 CREATE TABLE IF NOT EXISTS uplink_runs (
   last_id INTEGER PRIMARY KEY,
   vkey INTEGER NOT NULL,
   first_seq INTEGER NOT NULL,
   last_seq INTEGER NOT NULL,
-  ids BLOB NOT NULL
+  first_at INTEGER NOT NULL,
+  last_at INTEGER NOT NULL,
+  records INTEGER NOT NULL,
+  body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uplink_runs_vkey ON uplink_runs (vkey, last_seq);
 CREATE TABLE IF NOT EXISTS commands (
@@ -125,8 +132,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 /**
  * Brings a database of an earlier version to SCHEMA_VERSION in one transaction (a crash in between
  * leaves the old version, tried again on the next open). Version 0 → 2: uplink rows get the
- * vehicle's integer key instead of its id text; 2 → 3: the (vkey, seq) index moves to uplink_seq;
- * 3 → 4: uplink_seq's entries become runs in uplink_runs.
+ * vehicle's integer key instead of its id text; versions 2–4 → 5: every uplink row goes into its
+ * vehicle's runs (one vehicle at a time, the row ids as positions) and the table is dropped.
  */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -142,35 +149,56 @@ function migrate(db: Database.Database): void {
         CREATE TABLE IF NOT EXISTS vehicle_keys (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
         INSERT OR IGNORE INTO vehicle_keys (id) SELECT DISTINCT vehicle_id FROM uplink ORDER BY vehicle_id;
         ALTER TABLE uplink RENAME TO uplink_v0;
-        ${UPLINK_TABLE}
+        ${UPLINK_V2_TABLE}
         INSERT INTO uplink (id, vkey, seq, kind, ts, received_at, traceparent, data)
           SELECT u.id, k.key, u.seq, u.kind, u.ts, u.received_at, u.traceparent, u.data
           FROM uplink_v0 u JOIN vehicle_keys k ON k.id = u.vehicle_id ORDER BY u.id;
         DROP TABLE uplink_v0;
       `);
     }
-    // Version 2 had the index on the table; any older one is at version 2's layout by now.
-    db.exec('DROP INDEX IF EXISTS uplink_key_seq');
+    // The old indexes of uplink (version 2's on the table, 3's entries, 4's runs of row ids): the
+    // rows themselves are what the new runs are made of.
+    db.exec('DROP INDEX IF EXISTS uplink_key_seq; DROP TABLE IF EXISTS uplink_seq;');
+    const hadRows = columns.length > 0;
+    if (hadRows) db.exec('DROP TABLE IF EXISTS uplink_runs');
     db.exec(SCHEMA);
-    if (version < 3) {
-      db.exec(`CREATE TABLE IF NOT EXISTS uplink_seq (vkey INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL,
-        PRIMARY KEY (vkey, seq)) WITHOUT ROWID`);
-      db.exec('INSERT OR IGNORE INTO uplink_seq (vkey, seq, id) SELECT vkey, seq, id FROM uplink');
+    if (hadRows) {
+      db.exec('CREATE INDEX uplink_migrate ON uplink (vkey, seq)');
+      const insert = db.prepare(INSERT_RUN_SQL);
+      const rows = db
+        .prepare(
+          `SELECT seq, id, kind, ts, received_at, traceparent, data FROM uplink
+           WHERE vkey = ? AND seq > ? ORDER BY seq LIMIT ${MIGRATE_ROWS}`,
+        )
+        .raw();
+      const keys = db.prepare('SELECT DISTINCT vkey FROM uplink ORDER BY vkey').pluck().all();
+      for (const vkey of keys as number[]) {
+        // A slice of the vehicle's rows at a time: memory stays bounded however many it has.
+        for (let after = 0; ;) {
+          const list = new PendingList();
+          const slice = rows.all(vkey, after) as [
+            number,
+            number,
+            number,
+            number,
+            number,
+            string | Uint8Array | null,
+            Uint8Array | string | null,
+          ][];
+          for (const [seq, id, kind, ts, at, tp, data] of slice) {
+            list.add(seq, id, kind, ts, at, tp, data);
+            after = seq;
+          }
+          if (list.count > 0) insertRuns(insert, vkey, list);
+          if (slice.length < MIGRATE_ROWS) break;
+        }
+      }
+      const top = db.prepare('SELECT coalesce(max(id), 0) FROM uplink').pluck().get() as number;
       db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(
         INDEXED_UPTO_KEY,
-        String(db.prepare('SELECT coalesce(max(id), 0) FROM uplink').pluck().get()),
+        String(top),
       );
-    }
-    if (version < 4) {
-      // One vehicle at a time: its entries in memory, never the whole index.
-      const insert = db.prepare(INSERT_RUN_SQL);
-      const entries = db
-        .prepare('SELECT seq, id FROM uplink_seq WHERE vkey = ? ORDER BY seq')
-        .raw();
-      const keys = db.prepare('SELECT DISTINCT vkey FROM uplink_seq ORDER BY vkey').pluck().all();
-      for (const vkey of keys as number[])
-        insertRuns(insert, vkey, (entries.all(vkey) as [number, number][]).flat());
-      db.exec('DROP TABLE uplink_seq');
+      db.exec('DROP TABLE uplink');
     }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
@@ -332,24 +360,28 @@ export class SqliteStore implements Store {
   private prepare(db: Database.Database) {
     return {
       // markSeen and createCommand may have created the row already (with seq 0 and '{}').
-      pruneCandidate: db.prepare(
-        'SELECT max(id) AS id FROM (SELECT id, received_at FROM uplink ORDER BY id LIMIT ?) WHERE received_at < ?',
+      // The oldest records not in a run yet (the log above the mark).
+      oldestTail: db
+        .prepare('SELECT first_at FROM uplink_log WHERE last > ? ORDER BY id LIMIT 1')
+        .pluck(),
+      indexedUpto: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      // Retention goes through runs, oldest (lowest last position) first.
+      oldestRuns: db
+        .prepare(
+          'SELECT last_id, vkey, last_seq, first_at, last_at, records FROM uplink_runs ORDER BY last_id LIMIT ?',
+        )
+        .raw(),
+      runBody: db.prepare('SELECT first_seq, body FROM uplink_runs WHERE last_id = ?').raw(),
+      deleteRun: db.prepare('DELETE FROM uplink_runs WHERE last_id = ?'),
+      updateRun: db.prepare(
+        'UPDATE uplink_runs SET body = ?, first_at = ?, last_at = ?, records = ? WHERE last_id = ?',
       ),
-      prune: db.prepare('DELETE FROM uplink WHERE id <= ? AND received_at < ?'),
-      // After the rows: the runs whose rows are all gone (every id below the lowest one left). A run
-      // reaching across that line stays, and reads skip the rows of it that went.
-      pruneIndex: db.prepare(
-        'DELETE FROM uplink_runs WHERE last_id < coalesce((SELECT min(id) FROM uplink), ? + 1)',
-      ),
-      countRecords: db.prepare(
-        'SELECT count(*) AS n FROM uplink WHERE id <= ? AND received_at < ? AND kind >= 0',
-      ),
-      // Vehicles with rows to delete that their checkpoint does not include yet.
-      uncheckpointed: db.prepare(
-        `SELECT DISTINCT k.id AS vehicle_id FROM uplink u JOIN vehicle_keys k ON k.key = u.vkey
-         LEFT JOIN vehicles v ON v.id = k.id
-         WHERE u.id <= ? AND u.received_at < ? AND u.seq > coalesce(v.latest_seq, 0)`,
-      ),
+      checkpointOf: db
+        .prepare(
+          `SELECT k.id, coalesce(v.latest_seq, 0) FROM vehicle_keys k LEFT JOIN vehicles v ON v.id = k.id
+         WHERE k.key = ?`,
+        )
+        .raw(),
       checkpoint: db.prepare(
         `INSERT INTO vehicles (id, last_seq, latest, latest_seq) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq, latest = excluded.latest, latest_seq = excluded.latest_seq
@@ -460,12 +492,12 @@ export class SqliteStore implements Store {
     return failures;
   }
 
-  /** An append in the worker; resolves with its failures. */
-  private callWorker(rows: FlatRows): Promise<FlatFailures> {
+  /** An append in the worker (null: an index write of every vehicle); resolves with its failures. */
+  private callWorker(rows: FlatRows | null): Promise<FlatFailures> {
     const id = ++this.nextCall;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
-      this.worker!.postMessage({ id, rows });
+      this.worker!.postMessage(rows === null ? { id, index: true } : { id, rows });
     });
   }
 
@@ -510,20 +542,62 @@ export class SqliteStore implements Store {
       .map((r) => toRecord(vehicleId, r));
   }
 
+  /**
+   * Deletes up to `limit` uplink records received before `before`, going through the runs from the
+   * oldest: a run whose every entry is that old goes whole; in another, those records become holes
+   * (trimRun), so their seqs stay consumed.
+   */
   async pruneUplink(before: number, limit: number): Promise<number> {
     const s = this.s;
+    // Records that old still waiting for their run (a vehicle that sent little since, in-process):
+    // every vehicle's runs are written first, so that they go by the same rule.
+    const mark = Number((s.indexedUpto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
+    const oldest = s.oldestTail.get(mark) as number | undefined;
+    if (oldest !== undefined && oldest < before) {
+      if (this.worker !== undefined) await this.callWorker(null);
+      else this.appender?.writeIndex();
+    }
     return this.db!.transaction(() => {
-      const { id } = s.pruneCandidate.get(limit, before) as { id: number | null };
-      if (id === null) return 0;
-      // Rows about to go must not be the only record of a vehicle's state: a vehicle whose
-      // checkpoint is behind them gets one now (read from the checkpoint and the rows after it).
-      for (const { vehicle_id } of s.uncheckpointed.all(id, before) as { vehicle_id: string }[]) {
-        const st = this.reader!.read(vehicle_id);
-        s.checkpoint.run(vehicle_id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+      // What goes: [last_id, whole, …] within the budget, and the vehicles it touches.
+      const plan: [number, boolean, number][] = [];
+      const touched = new Map<number, number>();
+      let budget = limit;
+      for (const [lastId, vkey, lastSeq, firstAt, lastAt, records] of s.oldestRuns.all(
+        Math.max(1, limit),
+      ) as [number, number, number, number, number, number][]) {
+        if (budget <= 0) break;
+        const whole = lastAt < before && records <= budget;
+        if (!whole && (records === 0 || firstAt >= before)) continue;
+        plan.push([lastId, whole, records]);
+        touched.set(vkey, Math.max(touched.get(vkey) ?? 0, lastSeq));
+        // A trim takes what it can: the run's old records, up to the budget left.
+        budget -= whole ? records : Math.min(records, budget);
       }
-      const { n } = s.countRecords.get(id, before) as { n: number };
-      s.prune.run(id, before);
-      s.pruneIndex.run(id);
+      if (plan.length === 0) return 0;
+      // Records about to go must not be the only record of a vehicle's state: a vehicle whose
+      // checkpoint is behind them gets one now (read from the checkpoint and the records after it).
+      for (const [vkey, lastSeq] of touched) {
+        const [id, checkpointed] = s.checkpointOf.get(vkey) as [string, number];
+        if (checkpointed >= lastSeq) continue;
+        const st = this.reader!.read(id);
+        s.checkpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+      }
+      let n = 0;
+      budget = limit;
+      for (const [lastId, whole, records] of plan) {
+        if (whole) {
+          s.deleteRun.run(lastId);
+          n += records;
+          budget -= records;
+          continue;
+        }
+        const [firstSeq, body] = s.runBody.get(lastId) as [number, Uint8Array];
+        const t = trimRun(body, firstSeq, before, budget);
+        if (t.removed === 0) continue;
+        s.updateRun.run(t.body, t.firstAt, t.lastAt, t.records, lastId);
+        n += t.removed;
+        budget -= t.removed;
+      }
       return n;
     }).immediate();
   }

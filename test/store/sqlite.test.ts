@@ -35,15 +35,22 @@ import {
   INDEX_WRITE_RUNS,
   PACKED_TRACEPARENT_BYTES,
   PendingIndex,
-  RUN_MAX,
   RUN_TARGET,
   UplinkRowReader,
-  decodeRunIds,
-  encodeRunIds,
-  insertRuns,
   packTraceparent,
   traceparentOf,
+  type UplinkRow,
 } from '../../src/store/sqlite-index.js';
+import { forEachLogEntry } from '../../src/store/sqlite-log.js';
+import {
+  INSERT_RUN_SQL,
+  PendingList,
+  RUN_MAX,
+  decodeEntries,
+  insertRuns,
+  runBody,
+  trimRun,
+} from '../../src/store/sqlite-runs.js';
 import type { Store, UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
 
@@ -91,20 +98,40 @@ for (const sync of ['full', 'normal'] as const) {
 // Uplink appends in a worker thread (the built dist/store/sqlite-worker.js; npm test builds first).
 storeContract('SqliteStore (sync full, worker thread)', () => sqliteHarness('full', true));
 
-/** The seq index as [vkey, seq, id] entries, read from its runs (each run's ids match its seqs). */
-function indexEntries(db: Database.Database): [number, number, number][] {
-  const out: [number, number, number][] = [];
+/** The records in runs (holes too), decoded, with their vehicle keys: [vkey, row], by vkey and seq. */
+function runRows(db: Database.Database): [number, UplinkRow][] {
+  const out: [number, UplinkRow][] = [];
   const runs = db
-    .prepare(
-      'SELECT vkey, first_seq, last_seq, last_id, ids FROM uplink_runs ORDER BY vkey, first_seq',
-    )
+    .prepare('SELECT vkey, first_seq, last_seq, body FROM uplink_runs ORDER BY vkey, first_seq')
     .raw()
-    .all() as [number, number, number, number, Uint8Array][];
-  for (const [vkey, first, last, lastId, blob] of runs) {
-    const ids = decodeRunIds(blob);
-    expect(ids.length).toBe(last - first + 1);
-    expect(ids[ids.length - 1]).toBe(lastId);
-    ids.forEach((id, i) => out.push([vkey, first + i, id]));
+    .all() as [number, number, number, Uint8Array][];
+  for (const [vkey, first, last, body] of runs) {
+    const rows: UplinkRow[] = [];
+    decodeEntries(body, 0, body.length, first, 0, -1, -1, rows, true);
+    expect(rows.map((r) => r.seq)).toEqual(
+      Array.from({ length: last - first + 1 }, (_, i) => first + i),
+    );
+    for (const r of rows) out.push([vkey, r]);
+  }
+  return out;
+}
+
+/** The records in runs as [vkey, seq] (holes too), by vkey and seq. */
+function indexEntries(db: Database.Database): [number, number][] {
+  return runRows(db).map(([vkey, r]) => [vkey, r.seq]);
+}
+
+/** The records in the uplink log as [vkey, seq, position], in log order. */
+function logEntries(db: Database.Database): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  const logs = db.prepare('SELECT id, last, body FROM uplink_log ORDER BY id').raw().all() as [
+    number,
+    number,
+    Uint8Array,
+  ][];
+  for (const [id, last, body] of logs) {
+    forEachLogEntry(id, body, (vkey, seq, pos) => out.push([vkey, seq, pos]));
+    expect(out[out.length - 1]![2]).toBe(last);
   }
   return out;
 }
@@ -130,15 +157,30 @@ function rec(vehicleId: string, seq: number): UplinkRecord {
   };
 }
 
-/** Makes SQLite itself refuse every uplink insert of `vehicleId` (a trigger raising an error). */
+/**
+ * Makes SQLite itself refuse, in the middle of an append's transaction, the first write of
+ * `vehicleId`: the creation of its key (a trigger raising an error).
+ */
 function failInsertsOf(path: string, vehicleId: string): void {
   const raw = new Database(path);
   try {
-    raw.prepare('INSERT OR IGNORE INTO vehicle_keys (id) VALUES (?)').run(vehicleId);
     raw.exec(
-      `CREATE TRIGGER fail_inserts BEFORE INSERT ON uplink
-       WHEN NEW.vkey = (SELECT key FROM vehicle_keys WHERE id = '${vehicleId}')
+      `CREATE TRIGGER fail_inserts BEFORE INSERT ON vehicle_keys WHEN NEW.id = '${vehicleId}'
        BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+    );
+  } finally {
+    raw.close();
+  }
+}
+
+/** Makes SQLite refuse every uplink log write while `meta.fail_log` exists. */
+function failLogWrites(path: string): void {
+  const raw = new Database(path);
+  try {
+    raw.exec(
+      `CREATE TRIGGER fail_log BEFORE INSERT ON uplink_log WHEN EXISTS (SELECT 1 FROM meta WHERE key = 'fail_log')
+       BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
+       INSERT INTO meta (key, value) VALUES ('fail_log', '1');`,
     );
   } finally {
     raw.close();
@@ -218,13 +260,13 @@ async function tlvRoundTrip(h: Awaited<ReturnType<typeof sqliteHarness>>): Promi
   expect(asJson((await store.getVehicle('T'))?.latest ?? null)).toEqual(
     asJson({ ...writes[0]!.record!.data, ...writes[1]!.record!.data }),
   );
+  // Kept as the TLVs received, byte for byte (the close wrote them into runs).
   const raw = new Database(h.path, { readonly: true });
   try {
-    expect(raw.prepare('SELECT typeof(data) FROM uplink ORDER BY id').pluck().all()).toEqual([
-      'blob',
-      'blob',
-      'blob',
-    ]);
+    const data = runRows(raw).map(([, r]) => r.data);
+    expect(data.map((d) => Buffer.isBuffer(d) && d)).toEqual(
+      writes.map((w) => Buffer.from(w.raw!)),
+    );
   } finally {
     raw.close();
   }
@@ -257,25 +299,32 @@ describe('SqliteStore specifics', () => {
     }
   });
 
-  it('commits a batch whole: a failing write rejects and writes no vehicle of the call', async () => {
-    // A write that SQLite itself refuses (a trigger raising an error for B's insert), so the
-    // transaction fails part-way, after A's row went in.
-    failInsertsOf(h.path, 'B');
-    await h.store.markSeen('A', 1);
-    await expect(
-      h.store.appendUplink([
-        { vehicleId: 'A', seq: 1, record: rec('A', 1) },
-        { vehicleId: 'B', seq: 1, record: rec('B', 1) },
-      ]),
-    ).rejects.toThrow();
-    expect(await h.store.listUplink('A', 0, 10)).toEqual([]);
-    expect((await h.store.getVehicle('A'))?.lastUplinkSeq).toBe(0);
-    expect((await h.store.getVehicle('A'))?.latest).toEqual({});
-    // The store still works afterwards.
-    expect(await h.store.appendUplink([{ vehicleId: 'A', seq: 1, record: rec('A', 1) }])).toEqual(
-      new Map(),
-    );
-  });
+  for (const failing of ['key', 'log'] as const)
+    it(`commits a batch whole: a failing write rejects and writes no vehicle of the call (${failing})`, async () => {
+      // A write that SQLite itself refuses (a trigger raising an error for B's key, or for the log
+      // row), so the transaction fails part-way, after A's key went in.
+      if (failing === 'key') failInsertsOf(h.path, 'B');
+      else failLogWrites(h.path);
+      await h.store.markSeen('A', 1);
+      await expect(
+        h.store.appendUplink([
+          { vehicleId: 'A', seq: 1, record: rec('A', 1) },
+          { vehicleId: 'B', seq: 1, record: rec('B', 1) },
+        ]),
+      ).rejects.toThrow();
+      expect(await h.store.listUplink('A', 0, 10)).toEqual([]);
+      expect((await h.store.getVehicle('A'))?.lastUplinkSeq).toBe(0);
+      expect((await h.store.getVehicle('A'))?.latest).toEqual({});
+      if (failing === 'log') {
+        const raw = new Database(h.path);
+        raw.exec("DELETE FROM meta WHERE key = 'fail_log'");
+        raw.close();
+      }
+      // The store still works afterwards.
+      expect(await h.store.appendUplink([{ vehicleId: 'A', seq: 1, record: rec('A', 1) }])).toEqual(
+        new Map(),
+      );
+    });
 
   it('keeps a vehicle created by a failed batch usable: its key went with the rollback', async () => {
     // NEW is a vehicle without a key yet; the batch creates it, then fails on FAIL's row.
@@ -352,14 +401,23 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const check = new Database(h.path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(4);
-      expect(check.prepare("SELECT name FROM pragma_table_info('uplink')").pluck().all()).toContain(
-        'vkey',
-      );
-      // Every migrated row (and the new ones, written to the index at close) is in the seq index.
-      expect(indexEntries(check)).toEqual(
-        check.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all(),
-      );
+      expect(check.pragma('user_version', { simple: true })).toBe(5);
+      expect(
+        check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'uplink'").pluck().get(),
+      ).toBe(0);
+      // Every migrated row (and the new ones, written at close) is in its vehicle's runs.
+      expect(indexEntries(check)).toEqual([
+        [1, 1],
+        [1, 2],
+        [1, 3],
+        [1, 4],
+        [1, 5],
+        [2, 1],
+        [2, 2],
+        [2, 3],
+        [2, 4],
+      ]);
+      expect(logEntries(check)).toEqual([]);
     } finally {
       check.close();
     }
@@ -376,7 +434,7 @@ describe('SqliteStore specifics', () => {
       ]);
     const raw = new Database(h.path, { readonly: true });
     try {
-      expect(raw.prepare('SELECT count(*) FROM uplink').pluck().get()).toBe(10);
+      expect(logEntries(raw)).toHaveLength(10);
       expect(indexEntries(raw)).toEqual([]);
     } finally {
       raw.close();
@@ -393,10 +451,10 @@ describe('SqliteStore specifics', () => {
     });
   });
 
-  it('inserts a commit in multi-row statements: each row keeps its own id, seq and data', async () => {
-    // 97 rows in one call: statements of 64, 16, 16 and 1 row, with a vehicle whose seq conflicts
-    // (its rows are left out) between the others. Every row must be found by its seq, from the
-    // table's tail before the index is written and through the runs after it.
+  it('writes a commit as one log row: each record keeps its own position, seq and data', async () => {
+    // 97 records in one call, with a vehicle whose seq conflicts (its rows are left out) between
+    // the others. Every record must be found by its seq, from the log before the runs are written
+    // and through the runs after it.
     const mine = (v: number, seq: number): UplinkRecord => ({
       vehicleId: `M${v}`,
       seq,
@@ -431,21 +489,47 @@ describe('SqliteStore specifics', () => {
       }
     };
     await check(h.store);
-    const other = await h.reopen(); // another connection: reads the tail past the mark
+    const log = new Database(h.path, { readonly: true });
+    try {
+      // Two commits, two log rows: positions 1 and 2…98, the accepted records in batch order.
+      expect(log.prepare('SELECT id, last FROM uplink_log ORDER BY id').raw().all()).toEqual([
+        [1, 1],
+        [2, 98],
+      ]);
+      const keys = new Map(
+        log.prepare('SELECT key, id FROM vehicle_keys').raw().all() as [number, string][],
+      );
+      expect(logEntries(log).map(([k, seq, pos]) => `${keys.get(k)}:${seq}@${pos}`)).toEqual([
+        'M3:1@1',
+        ...writes
+          .filter((w) => w.vehicleId !== 'M3')
+          .map((w, i) => `${w.vehicleId}:${w.seq}@${i + 2}`),
+      ]);
+    } finally {
+      log.close();
+    }
+    const other = await h.reopen(); // another connection: reads the log past the mark
     await check(other);
-    await h.store.close(); // writes the index runs
+    await h.store.close(); // writes the runs; the log is empty after
     const after = await h.reopen();
     const raw = new Database(h.path, { readonly: true });
     try {
-      expect(indexEntries(raw).length).toBeGreaterThan(0);
-      // Ids ascend with the seqs of each vehicle, as the runs require.
-      const ids = raw
-        .prepare(
-          "SELECT u.id FROM uplink u JOIN vehicle_keys k ON k.key = u.vkey WHERE k.id = 'M0' ORDER BY u.seq",
-        )
-        .pluck()
-        .all() as number[];
-      expect(ids).toEqual([...ids].sort((a, b) => a - b));
+      expect(indexEntries(raw)).toHaveLength(98);
+      expect(logEntries(raw)).toEqual([]);
+      // A run per vehicle, keyed by its last record's position.
+      expect(
+        raw
+          .prepare('SELECT last_id, first_seq, last_seq FROM uplink_runs ORDER BY last_id')
+          .raw()
+          .all(),
+      ).toEqual([
+        [1, 1, 1],
+        [71, 1, 70],
+        [88, 1, 17],
+        [94, 1, 6],
+        [97, 1, 3],
+        [98, 1, 1],
+      ]);
     } finally {
       raw.close();
     }
@@ -521,8 +605,8 @@ describe('SqliteStore specifics', () => {
     expect((await h.store.listUplink('B', 1, 10)).map((r) => r.seq)).toEqual([2, 3]);
   });
 
-  it('drops the index runs whose rows retention deleted, and reads skip the rows it deleted', async () => {
-    // Three index writes (each close writes one): runs A 1–2 / B 1–2, A 3–4 / B 3–4, A 5–6 / B 5–6.
+  it('deletes whole runs, and turns the old records of a run it keeps into holes', async () => {
+    // Three run writes (each close writes one): runs A 1–2 / B 1–2, A 3–4 / B 3–4, A 5–6 / B 5–6.
     let store = h.store;
     for (let seq = 1; seq <= 6; seq++) {
       await store.appendUplink([
@@ -542,8 +626,7 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const raw = new Database(h.path, { readonly: true });
     try {
-      // The first runs went with their rows; the middle ones keep their rows 4 and name 3, which
-      // went (reads skip it). Every row left is in the index.
+      // The first runs went whole; the middle ones stay, with 3 a hole now (as B's 4 is).
       const entries = indexEntries(raw);
       expect(entries.map(([vkey, seq]) => [vkey, seq])).toEqual([
         [1, 3],
@@ -555,56 +638,107 @@ describe('SqliteStore specifics', () => {
         [2, 5],
         [2, 6],
       ]);
-      const left = raw.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all();
-      expect(left).toHaveLength(6);
-      for (const row of left) expect(entries).toContainEqual(row);
+      expect(
+        runRows(raw)
+          .filter(([, r]) => r.kind < 0)
+          .map(([k, r]) => [k, r.seq]),
+      ).toEqual([
+        [1, 3],
+        [2, 3],
+        [2, 4],
+      ]);
+      expect(
+        raw.prepare('SELECT records FROM uplink_runs ORDER BY vkey, first_seq').pluck().all(),
+      ).toEqual([1, 2, 0, 2]);
     } finally {
       raw.close();
     }
   });
 
-  it('migrates a database of schema 3 (one index entry per row) to runs, rows above its mark too', async () => {
-    for (let seq = 1; seq <= 5; seq++)
-      await h.store.appendUplink([
-        { vehicleId: 'A', seq, record: rec('A', seq) },
-        { vehicleId: 'B', seq, record: seq === 2 ? null : rec('B', seq) },
+  for (const version of [3, 4])
+    it(`migrates a database of schema ${version} (rows, and an index of their ids) into runs, rows above its mark too`, async () => {
+      await h.store.close();
+      await rm(h.path);
+      // A file as a version-3 or -4 gateway that crashed between two index writes leaves it: rows
+      // 1–4 indexed (A 1–2, B 1–2 with B 2 a hole), rows 5–8 above the mark.
+      const raw = new Database(h.path);
+      try {
+        raw.pragma('journal_mode = WAL');
+        raw.exec(`
+          CREATE TABLE vehicles (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+            latest TEXT NOT NULL DEFAULT '{}', latest_seq INTEGER NOT NULL DEFAULT 0,
+            next_cmd_seq INTEGER NOT NULL DEFAULT 1, first_seen INTEGER, last_seen INTEGER) WITHOUT ROWID;
+          CREATE TABLE vehicle_keys (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+          CREATE TABLE uplink (id INTEGER PRIMARY KEY, vkey INTEGER NOT NULL, seq INTEGER NOT NULL,
+            kind INTEGER NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL, traceparent TEXT, data BLOB);
+          CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+          INSERT INTO vehicle_keys VALUES (1, 'A'), (2, 'B');
+          INSERT INTO uplink VALUES (1, 1, 1, 0, 100, 110, NULL, '{"speedKmh":1}');
+          INSERT INTO uplink VALUES (2, 2, 1, 0, 100, 110, NULL, '{"speedKmh":11}');
+          INSERT INTO uplink VALUES (3, 1, 2, 0, 100, 110, NULL, '{"speedKmh":2}');
+          INSERT INTO uplink VALUES (4, 2, 2, -1, 0, 110, NULL, NULL);
+          INSERT INTO uplink VALUES (5, 1, 3, 1, 100, 110, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '{"eventCode":1}');
+          INSERT INTO uplink VALUES (6, 2, 3, 0, 100, 110, NULL, '{"speedKmh":13}');
+          INSERT INTO uplink VALUES (7, 1, 4, 0, 100, 110, NULL, '{"speedKmh":4}');
+          INSERT INTO uplink VALUES (8, 2, 4, 0, 100, 110, NULL, '{"speedKmh":14}');
+          INSERT INTO meta VALUES ('uplink_indexed_upto', '4');
+        `);
+        if (version === 3)
+          raw.exec(`CREATE TABLE uplink_seq (vkey INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL,
+            PRIMARY KEY (vkey, seq)) WITHOUT ROWID;
+            INSERT INTO uplink_seq SELECT vkey, seq, id FROM uplink WHERE id <= 4;`);
+        else
+          raw.exec(`CREATE TABLE uplink_runs (last_id INTEGER PRIMARY KEY, vkey INTEGER NOT NULL,
+            first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ids BLOB NOT NULL);
+            CREATE INDEX uplink_runs_vkey ON uplink_runs (vkey, last_seq);
+            INSERT INTO uplink_runs VALUES (3, 1, 1, 2, x'0102'), (4, 2, 1, 2, x'0202');`);
+        raw.pragma(`user_version = ${version}`);
+      } finally {
+        raw.close();
+      }
+      const store = await h.reopen();
+      expect((await store.listUplink('A', 0, 10)).map((r) => [r.seq, r.data])).toEqual([
+        [1, { speedKmh: 1 }],
+        [2, { speedKmh: 2 }],
+        [3, { eventCode: 1 }],
+        [4, { speedKmh: 4 }],
       ]);
-    await h.store.close();
-    // Turn the file back into schema 3: rows up to id 6 (seqs 1–3) in uplink_seq, the rest above
-    // the mark, as a version-3 gateway that crashed between two index writes leaves it.
-    const raw = new Database(h.path);
-    try {
-      raw.exec(`
-        DROP TABLE uplink_runs;
-        CREATE TABLE uplink_seq (vkey INTEGER NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL,
-          PRIMARY KEY (vkey, seq)) WITHOUT ROWID;
-        INSERT INTO uplink_seq SELECT vkey, seq, id FROM uplink WHERE id <= 6;
-        UPDATE meta SET value = '6' WHERE key = 'uplink_indexed_upto';
-        PRAGMA user_version = 3;
-      `);
-    } finally {
-      raw.close();
-    }
-    const store = await h.reopen();
-    expect((await store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
-    expect((await store.listUplink('B', 1, 10)).map((r) => r.seq)).toEqual([3, 4, 5]);
-    expect(await store.appendUplink([{ vehicleId: 'B', seq: 6, record: rec('B', 6) }])).toEqual(
-      new Map(),
-    );
-    await store.close();
-    const check = new Database(h.path, { readonly: true });
-    try {
-      expect(check.pragma('user_version', { simple: true })).toBe(4);
-      expect(
-        check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'uplink_seq'").pluck().get(),
-      ).toBe(0);
-      expect(indexEntries(check)).toEqual(
-        check.prepare('SELECT vkey, seq, id FROM uplink ORDER BY vkey, seq').raw().all(),
+      expect((await store.listUplink('A', 2, 1))[0]?.traceparent).toBe(
+        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
       );
-    } finally {
-      check.close();
-    }
-  });
+      expect((await store.listUplink('B', 1, 10)).map((r) => r.seq)).toEqual([3, 4]);
+      expect(await store.appendUplink([{ vehicleId: 'B', seq: 5, record: rec('B', 5) }])).toEqual(
+        new Map(),
+      );
+      await store.close();
+      const check = new Database(h.path, { readonly: true });
+      try {
+        expect(check.pragma('user_version', { simple: true })).toBe(5);
+        expect(
+          check
+            .prepare("SELECT count(*) FROM sqlite_master WHERE name IN ('uplink', 'uplink_seq')")
+            .pluck()
+            .get(),
+        ).toBe(0);
+        expect(indexEntries(check)).toEqual([
+          [1, 1],
+          [1, 2],
+          [1, 3],
+          [1, 4],
+          [2, 1],
+          [2, 2],
+          [2, 3],
+          [2, 4],
+          [2, 5],
+        ]);
+        // The old row ids are the positions; the new record takes the next one.
+        expect(
+          check.prepare('SELECT last_id FROM uplink_runs ORDER BY last_id').pluck().all(),
+        ).toEqual([7, 8, 9]);
+      } finally {
+        check.close();
+      }
+    });
 
   for (const worker of [false, true]) {
     it(`keeps records given as TLVs and reads them back as the same JSON data${worker ? ' (worker thread)' : ''}`, async () => {
@@ -764,7 +898,7 @@ describe('SqliteStore specifics', () => {
       return null;
     });
     db.exec(`
-      CREATE TEMP TRIGGER o_uplink AFTER INSERT ON uplink BEGIN SELECT observe('uplink'); END;
+      CREATE TEMP TRIGGER o_uplink AFTER INSERT ON uplink_log BEGIN SELECT observe('uplink'); END;
       CREATE TEMP TRIGGER o_runs AFTER INSERT ON uplink_runs BEGIN SELECT observe('runs'); END;
       CREATE TEMP TRIGGER o_cp AFTER UPDATE OF latest ON vehicles BEGIN SELECT observe('checkpoint'); END;
       CREATE TEMP TRIGGER o_cpi AFTER INSERT ON vehicles BEGIN SELECT observe('checkpoint'); END;`);
@@ -1065,48 +1199,149 @@ describe('SqliteStore durability under kill -9', () => {
   }
 });
 
-describe('uplink index runs', () => {
-  it('round-trips row ids, past 2^32 and with wide gaps', () => {
-    const ids = [1, 2, 130, 16_515, 2 ** 32 + 7, 2 ** 40, 2 ** 52 + 1];
-    const list = ids.flatMap((id, i) => [i + 1, id]);
-    const blob = Buffer.from(encodeRunIds(list, 0, ids.length));
-    expect(decodeRunIds(blob)).toEqual(ids);
-    // One byte per id below 128 apart; a sub-range starts from its own first id.
-    expect(encodeRunIds([1, 10, 2, 11, 3, 12], 0, 3)).toHaveLength(3);
-    expect(decodeRunIds(Buffer.from(encodeRunIds(list, 2, 4)))).toEqual([130, 16_515]);
+describe('uplink runs', () => {
+  const tracer = new UplinkTracer();
+  /** Entries of every form: packed, text and no traceparent; TLVs, JSON text, holes; wide numbers. */
+  const sample = (): [
+    number,
+    number,
+    number,
+    number,
+    number,
+    string | Uint8Array | null,
+    Uint8Array | string | null,
+  ][] => [
+    // seq, position, kind, ts, received_at, traceparent, data
+    [1, 1, 0, 1_700_000_000_123, 1_700_000_000_200, tracer.ids, Buffer.from([1, 2, 3])],
+    [2, 130, 0, 1_700_000_000_900, 1_700_000_000_201, tracer.ids, Buffer.alloc(300, 7)],
+    [3, 2 ** 32 + 7, 1, 0, 2 ** 45, tracer.traceparent(3), '{"eventCode":1,"detail":"✓"}'],
+    [4, 2 ** 40, -1, 0, 1_700_000_000_500, null, null],
+    [5, 2 ** 52 + 1, 0, 2 ** 53 - 1, 5, 'not a traceparent é', Buffer.alloc(0)],
+    [6, 2 ** 52 + 2, 0, 17, 1_700_000_000_600, tracer.ids, Buffer.from([9])],
+  ];
+  const expected = (rows: ReturnType<typeof sample>): UplinkRow[] =>
+    rows.map(([seq, , kind, ts, receivedAt, tp, data]) => ({
+      seq,
+      kind,
+      ts: kind < 0 ? 0 : ts,
+      received_at: receivedAt,
+      traceparent:
+        typeof tp === 'string' && packTraceparent(tp, seq, Buffer.alloc(PACKED_TRACEPARENT_BYTES))
+          ? Buffer.from(tracer.ids)
+          : tp === null
+            ? null
+            : typeof tp === 'string'
+              ? tp
+              : Buffer.from(tp),
+      data: data === null ? null : typeof data === 'string' ? data : Buffer.from(data),
+    }));
+  const normal = (rows: UplinkRow[]): unknown[] =>
+    rows.map((r) => ({
+      ...r,
+      traceparent: r.traceparent instanceof Uint8Array ? Buffer.from(r.traceparent) : r.traceparent,
+      data: r.data instanceof Uint8Array ? Buffer.from(r.data) : r.data,
+    }));
+
+  it('round-trips every form of entry, in memory and as a run body, from any seq on', () => {
+    const list = new PendingList(16); // grows as entries come
+    for (const e of sample()) list.add(...e);
+    const want = expected(sample());
+    for (let after = 0; after <= 6; after++) {
+      const mem: UplinkRow[] = [];
+      list.rows(after, -1, -1, mem);
+      expect(normal(mem)).toEqual(normal(want.filter((r) => r.seq > after)));
+    }
+    const body = Buffer.from(runBody(list, 0, list.count));
+    const rows: UplinkRow[] = [];
+    decodeEntries(body, 0, body.length, 1, 0, -1, -1, rows, true);
+    expect(normal(rows)).toEqual(normal(want));
+    // Records only, after a seq, at most a limit.
+    const some: UplinkRow[] = [];
+    decodeEntries(body, 0, body.length, 1, 2, 0, 2, some, true);
+    expect(some.map((r) => r.seq)).toEqual([3, 5]);
   });
 
-  it('splits runs at a seq gap, at ids that do not ascend, and at RUN_MAX entries', () => {
+  it("writes a session's repeated traceparent once per run: each next entry refers to it", () => {
+    const many = new PendingList();
+    const one = new PendingList();
+    for (let seq = 1; seq <= 32; seq++)
+      many.add(seq, seq, 0, 1_000 + seq, 1_000 + seq, tracer.ids, Buffer.from([seq]));
+    one.add(1, 1, 0, 1_001, 1_001, tracer.ids, Buffer.from([1]));
+    const perEntry = runBody(one, 0, 1).length - PACKED_TRACEPARENT_BYTES;
+    expect(runBody(many, 0, 32).length).toBe(32 * perEntry + PACKED_TRACEPARENT_BYTES);
+    // A run that starts inside the list carries the traceparent in its own first entry.
+    const body = Buffer.from(runBody(many, 5, 9));
+    const rows: UplinkRow[] = [];
+    decodeEntries(body, 0, body.length, 6, 0, -1, -1, rows, true);
+    expect(rows.map((r) => [r.seq, traceparentOf(r.traceparent!, r.seq)])).toEqual(
+      [6, 7, 8, 9].map((seq) => [seq, tracer.traceparent(seq)]),
+    );
+  });
+
+  it('splits runs at a seq gap, at positions that do not ascend, and at RUN_MAX entries', () => {
     const db = new Database(':memory:');
     try {
       db.exec(`CREATE TABLE uplink_runs (last_id INTEGER PRIMARY KEY, vkey INTEGER NOT NULL,
-        first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ids BLOB NOT NULL)`);
-      const insert = db.prepare(
-        'INSERT INTO uplink_runs (last_id, vkey, first_seq, last_seq, ids) VALUES (?, ?, ?, ?, ?)',
-      );
-      const list: number[] = [];
-      // seqs 1–3 (ids 10, 20, 30), a gap, seqs 5–6 (ids 40, 35: not ascending), a gap, then
-      // RUN_MAX + 2 consecutive seqs.
-      list.push(1, 10, 2, 20, 3, 30, 5, 40, 6, 35);
-      for (let i = 0; i < RUN_MAX + 2; i++) list.push(8 + i, 100 + i);
-      insertRuns(insert, 9, list);
+        first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL, records INTEGER NOT NULL, body BLOB NOT NULL)`);
+      const list = new PendingList();
+      // seqs 1–3 (positions 10, 20, 30; 2 a hole), a gap, seqs 5–6 (positions 40, 35: not
+      // ascending), a gap, then RUN_MAX + 2 consecutive seqs.
+      const add = (seq: number, pos: number, hole = false): void =>
+        list.add(seq, pos, hole ? -1 : 0, 1, 1_000 + seq, null, hole ? null : '{}');
+      add(1, 10);
+      add(2, 20, true);
+      add(3, 30);
+      add(5, 40);
+      add(6, 35);
+      for (let i = 0; i < RUN_MAX + 2; i++) add(8 + i, 100 + i);
+      insertRuns(db.prepare(INSERT_RUN_SQL), 9, list);
       const runs = db
-        .prepare('SELECT vkey, first_seq, last_seq, last_id FROM uplink_runs ORDER BY first_seq')
+        .prepare(
+          'SELECT vkey, first_seq, last_seq, last_id, first_at, last_at, records FROM uplink_runs ORDER BY first_seq',
+        )
         .raw()
         .all();
       expect(runs).toEqual([
-        [9, 1, 3, 30],
-        [9, 5, 5, 40],
-        [9, 6, 6, 35],
-        [9, 8, 7 + RUN_MAX, 99 + RUN_MAX],
-        [9, 8 + RUN_MAX, 9 + RUN_MAX, 101 + RUN_MAX],
+        [9, 1, 3, 30, 1_001, 1_003, 2],
+        [9, 5, 5, 40, 1_005, 1_005, 1],
+        [9, 6, 6, 35, 1_006, 1_006, 1],
+        [9, 8, 7 + RUN_MAX, 99 + RUN_MAX, 1_008, 1_007 + RUN_MAX, RUN_MAX],
+        [9, 8 + RUN_MAX, 9 + RUN_MAX, 101 + RUN_MAX, 1_008 + RUN_MAX, 1_009 + RUN_MAX, 2],
       ]);
-      expect(indexEntries(db).map(([, seq, id]) => [seq, id])).toEqual(
-        Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]),
+      expect(indexEntries(db).map(([, seq]) => seq)).toEqual(
+        Array.from({ length: list.count }, (_, i) => list.entries[3 * i]),
       );
     } finally {
       db.close();
     }
+  });
+
+  it('trims a run: old records become holes up to a budget, in seq order; the rest is unchanged', () => {
+    const list = new PendingList();
+    for (const e of sample()) list.add(...e);
+    const body = Buffer.from(runBody(list, 0, list.count));
+    const want = normal(expected(sample()));
+    // Received before 1_700_000_000_300: seqs 1, 2 and 5 (4 is a hole already); budget 2.
+    const t = trimRun(body, 1, 1_700_000_000_300, 2);
+    expect(t.removed).toBe(2);
+    const rows: UplinkRow[] = [];
+    decodeEntries(t.body, 0, t.body.length, 1, 0, -1, -1, rows, true);
+    const got = normal(rows);
+    for (const seq of [1, 2])
+      expect(got[seq - 1]).toEqual({
+        seq,
+        kind: -1,
+        ts: 0,
+        received_at: (want[seq - 1] as UplinkRow).received_at,
+        traceparent: null,
+        data: null,
+      });
+    expect(got.slice(2)).toEqual(want.slice(2));
+    expect([t.records, t.firstAt, t.lastAt]).toEqual([3, 5, 2 ** 45]);
+    // Everything past the line: every record a hole, none counted.
+    const all = trimRun(t.body, 1, Infinity, Infinity);
+    expect([all.removed, all.records]).toEqual([3, 0]);
   });
 });
 
@@ -1203,11 +1438,13 @@ describe('packed uplink traceparents', () => {
         await h.store.close();
         const raw = new Database(h.path, { readonly: true });
         try {
-          const kinds = raw
-            .prepare(
-              'SELECT seq, typeof(traceparent) AS t, length(traceparent) AS n FROM uplink ORDER BY seq',
-            )
-            .all() as { seq: number; t: string; n: number | null }[];
+          const kinds = runRows(raw).map(([, r]) => ({
+            seq: r.seq,
+            t:
+              r.traceparent === null ? 'null' : typeof r.traceparent === 'string' ? 'text' : 'blob',
+            n: r.traceparent?.length,
+          }));
+          expect(kinds).toHaveLength(70);
           for (const { seq, t, n } of kinds) {
             if (seq % 10 === 0) expect([seq, t, n]).toEqual([seq, 'text', 55]);
             else if (seq % 7 === 0) expect([seq, t]).toEqual([seq, 'null']);
