@@ -196,7 +196,7 @@ export class PendingIndex {
     const upto = Number((this.upto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     this.maxId = upto;
     // Read whole first: no other statement may run while one iterates.
-    const logs = this.tail.all(upto) as [number, Uint8Array][];
+    const logs = this.tail.all(upto) as [number, Buffer][];
     const indexed = new Map<number, number>();
     for (const [id, body] of logs) {
       forEachLogEntry(id, body, (vkey, seq, pos, from, to) => {
@@ -212,7 +212,7 @@ export class PendingIndex {
   }
 
   /** Adds a committed record: its entry, encoded, is `src[from, to)` (PendingList.addEncoded). */
-  add(vkey: number, seq: number, pos: number, src: Uint8Array, from: number, to: number): void {
+  add(vkey: number, seq: number, pos: number, src: Buffer, from: number, to: number): void {
     let list = this.byKey.get(vkey);
     if (list === undefined) this.byKey.set(vkey, (list = this.free.pop() ?? new PendingList()));
     list.addEncoded(seq, pos, src, from, to);

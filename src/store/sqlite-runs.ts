@@ -68,6 +68,19 @@ export function readVarint(buf: Uint8Array, o: number): void {
   cursor.o = o;
 }
 
+/**
+ * Copies `src[from, to)` to `dst` at `at`; returns the offset after it. A loop for the short
+ * copies of entries: Buffer#copy and Uint8Array#set each cost more in their call than ~100 bytes.
+ */
+function copyBytes(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): number {
+  if (to - from >= 256) {
+    dst.set(src.subarray(from, to), at);
+    return at + to - from;
+  }
+  while (from < to) dst[at++] = src[from++]!;
+  return at;
+}
+
 const zigzag = (d: number): number => (d >= 0 ? 2 * d : -2 * d - 1);
 const unzigzag = (z: number): number => (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
 
@@ -120,7 +133,8 @@ export function encodeEntry(
   o = writeVarint(buf, o, receivedAt);
   if (!hole) o = writeVarint(buf, o, zigzag(ts - receivedAt));
   if (tpBytes !== null) {
-    buf.set(tpBytes.subarray(0, PACKED_TRACEPARENT_BYTES), o);
+    // The tracer's ids or packScratch: PACKED_TRACEPARENT_BYTES long (no view to make per record).
+    buf.set(tpBytes, o);
     o += PACKED_TRACEPARENT_BYTES;
   } else if (tpText !== null) {
     const n = Buffer.byteLength(tpText);
@@ -134,8 +148,7 @@ export function encodeEntry(
       o += buf.write(data, o, 'utf8');
     } else {
       o = writeVarint(buf, o, data.length);
-      buf.set(data, o);
-      o += data.length;
+      o = copyBytes(data, 0, data.length, buf, o);
     }
   }
   return o;
@@ -165,15 +178,29 @@ export function entryReceivedAt(buf: Uint8Array, o: number): number {
   return cursor.v;
 }
 
+/** The offset of the traceparent of the entry at `buf[o]` (one with TP_PACKED). */
+function tpOffset(buf: Uint8Array, o: number): number {
+  const flags = buf[o++]!;
+  while (buf[o++]! & 0x80);
+  if ((flags & 3) !== KIND_HOLE) while (buf[o++]! & 0x80);
+  return o;
+}
+
+let entryScratch = Buffer.allocUnsafeSlow(4096);
+
 /**
  * One vehicle's entries not yet in a run: [seq, position, offset, …] ascending (a position is the
  * entry's place in the uplink log, see sqlite-log.ts), and their encoded records back to back in
- * `buf` (entry i spans offset i to offset i + 1, or to `len`).
+ * `buf` (entry i spans offset i to offset i + 1, or to `len`), already in a run body's form: a
+ * traceparent equal to the entry before's is written as TP_SAME. So a run that starts with the
+ * list is a slice of it.
  */
 export class PendingList {
   readonly entries: number[] = [];
   buf: Buffer;
   len = 0;
+  /** Where in `buf` the previous entry's traceparent is, when it has a packed one; else −1. */
+  private lastTp = -1;
 
   constructor(capacity = 512) {
     this.buf = Buffer.allocUnsafeSlow(capacity);
@@ -188,6 +215,7 @@ export class PendingList {
   clear(): void {
     this.entries.length = 0;
     this.len = 0;
+    this.lastTp = -1;
   }
 
   /** The position of the first entry (the oldest). */
@@ -214,95 +242,76 @@ export class PendingList {
     tp: string | Uint8Array | null,
     data: Uint8Array | string | null,
   ): void {
-    this.reserve(entryBound(tp, data));
-    this.entries.push(seq, pos, this.len);
-    this.len = encodeEntry(this.buf, this.len, seq, kind, ts, receivedAt, tp, data);
+    const bound = entryBound(tp, data);
+    if (entryScratch.length < bound) entryScratch = Buffer.allocUnsafeSlow(2 * bound);
+    const end = encodeEntry(entryScratch, 0, seq, kind, ts, receivedAt, tp, data);
+    this.addEncoded(seq, pos, entryScratch, 0, end);
   }
 
-  /** Appends an entry encoded already: `src[from, to)`. */
+  /** Appends an entry encoded already (encodeEntry's form): `src[from, to)`. */
   addEncoded(seq: number, pos: number, src: Uint8Array, from: number, to: number): void {
     this.reserve(to - from);
-    this.entries.push(seq, pos, this.len);
-    this.buf.set(src.subarray(from, to), this.len);
-    this.len += to - from;
+    const buf = this.buf;
+    const at = this.len;
+    this.entries.push(seq, pos, at);
+    const flags = src[from]!;
+    if ((flags & TP_MASK) !== TP_PACKED) {
+      this.len = copyBytes(src, from, to, buf, at);
+      this.lastTp = -1;
+      return;
+    }
+    const p = tpOffset(src, from);
+    const last = this.lastTp;
+    let same = last >= 0;
+    for (let i = 0; same && i < PACKED_TRACEPARENT_BYTES; i++) same = buf[last + i] === src[p + i];
+    if (!same) {
+      this.len = copyBytes(src, from, to, buf, at);
+      this.lastTp = at + (p - from);
+      return;
+    }
+    buf[at] = (flags & ~TP_MASK) | TP_SAME;
+    const o = copyBytes(src, from + 1, p, buf, at + 1);
+    this.len = copyBytes(src, p + PACKED_TRACEPARENT_BYTES, to, buf, o);
   }
 
-  /** The entries from the first with seq > afterSeq, decoded (see decodeEntries). */
+  /** The entries with seq > afterSeq, decoded (see decodeEntries). */
   rows(afterSeq: number, kindMin: number, limit: number, out: UplinkRow[]): void {
     const e = this.entries;
-    const n = e.length / 3;
-    let i = 0;
-    while (i < n && e[3 * i]! <= afterSeq) i++;
-    if (i === n) return;
-    decodeEntries(
-      this.buf,
-      e[3 * i + 2]!,
-      this.len,
-      e[3 * i]!,
-      afterSeq,
-      kindMin,
-      limit,
-      out,
-      false,
-    );
+    if (e.length === 0 || e[e.length - 3]! <= afterSeq) return;
+    // From the first entry: a TP_SAME refers to the entries before it.
+    decodeEntries(this.buf, e[2]!, this.len, e[0]!, afterSeq, kindMin, limit, out, false);
   }
 }
 
 let runScratch = Buffer.allocUnsafeSlow(64 * 1024);
 
 /**
- * The body of a run of entries [from, to) of `list`: their bytes, with a traceparent equal to the
- * entry before's written as TP_SAME. Returns a view of a shared buffer (SQLite copies it when bound).
+ * The body of a run of entries [from, to) of `list`. Its entries are in a run's form already, so
+ * a run that starts with the list is a view of it; one that starts later (a split run) gets its
+ * first entry's traceparent written out in full in a shared buffer. SQLite copies it when bound.
  */
 export function runBody(list: PendingList, from: number, to: number): Buffer {
   const e = list.entries;
   const src = list.buf;
   const start = e[3 * from + 2]!;
   const end = to * 3 < e.length ? e[3 * to + 2]! : list.len;
-  if (runScratch.length < end - start)
-    runScratch = Buffer.allocUnsafeSlow(Math.max(end - start, 2 * runScratch.length));
-  const out = runScratch;
-  let o = 0;
-  let prevTp = -1;
-  for (let i = from; i < to; i++) {
-    const a = e[3 * i + 2]!;
-    const b = i + 1 < e.length / 3 ? e[3 * i + 5]! : list.len;
-    const flags = src[a]!;
-    if ((flags & TP_MASK) !== TP_PACKED) {
-      src.copy(out, o, a, b);
-      o += b - a;
-      prevTp = -1;
-      continue;
-    }
-    // The traceparent follows the two varints (one for a hole).
-    let p = a + 1;
-    while (src[p]! & 0x80) p++;
-    p++;
-    if ((flags & 3) !== KIND_HOLE) {
-      while (src[p]! & 0x80) p++;
-      p++;
-    }
-    if (
-      prevTp >= 0 &&
-      src.compare(
-        src,
-        prevTp,
-        prevTp + PACKED_TRACEPARENT_BYTES,
-        p,
-        p + PACKED_TRACEPARENT_BYTES,
-      ) === 0
-    ) {
-      out[o] = (flags & ~TP_MASK) | TP_SAME;
-      src.copy(out, o + 1, a + 1, p);
-      o += p - a;
-      src.copy(out, o, p + PACKED_TRACEPARENT_BYTES, b);
-      o += b - p - PACKED_TRACEPARENT_BYTES;
-    } else {
-      src.copy(out, o, a, b);
-      o += b - a;
-    }
-    prevTp = p;
+  const flags = src[start]!;
+  if (from === 0 || (flags & TP_MASK) !== TP_SAME) return src.subarray(start, end);
+  // The traceparent it refers to: the last one written in full before it.
+  let tp = -1;
+  for (let i = 0; i < from; i++) {
+    const o = e[3 * i + 2]!;
+    if ((src[o]! & TP_MASK) === TP_PACKED) tp = tpOffset(src, o);
   }
+  const need = end - start + PACKED_TRACEPARENT_BYTES;
+  if (runScratch.length < need)
+    runScratch = Buffer.allocUnsafeSlow(Math.max(need, 2 * runScratch.length));
+  const out = runScratch;
+  const p = tpOffset(src, start);
+  out[0] = (flags & ~TP_MASK) | TP_PACKED;
+  let o = copyBytes(src, start + 1, p, out, 1);
+  o = copyBytes(src, tp, tp + PACKED_TRACEPARENT_BYTES, out, o);
+  o = copyBytes(src, p, end, out, o);
   return out.subarray(0, o);
 }
 

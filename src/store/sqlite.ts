@@ -13,7 +13,13 @@ import {
   type FlatRows,
 } from './sqlite-append.js';
 import { INSERT_RUN_SQL, PendingList, insertRuns, trimRun } from './sqlite-runs.js';
-import { INDEXED_UPTO_KEY, rowData, traceparentOf, type UplinkRow } from './sqlite-index.js';
+import {
+  INDEXED_UPTO_KEY,
+  PACKED_TRACEPARENT_BYTES,
+  rowData,
+  traceparentOf,
+  type UplinkRow,
+} from './sqlite-index.js';
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 import type {
   AppendFailure,
@@ -473,7 +479,12 @@ export class SqliteStore implements Store {
       rows[o++] = rec === null ? 0 : rec.timestamp;
       rows[o++] = rec === null ? now : rec.receivedAt;
       // The tracer's bytes where the gateway made the traceparent: nothing to parse on insert.
-      rows[o++] = rec === null ? null : (w.traceIds ?? rec.traceparent ?? null);
+      rows[o++] =
+        rec === null
+          ? null
+          : w.traceIds !== undefined && w.traceIds.length === PACKED_TRACEPARENT_BYTES
+            ? w.traceIds
+            : (rec.traceparent ?? null);
       // The TLVs as received when the gateway passed them (no JSON per message), else the JSON.
       rows[o++] = rec === null ? null : (w.raw ?? JSON.stringify(rec.data));
     }
