@@ -1411,6 +1411,27 @@ describe('packed uplink traceparents', () => {
     expect(packed).toBe(42 * 16 + 13);
   });
 
+  it('keeps the text when the trace bytes given are not the tracer layout (another length)', async () => {
+    const h = await sqliteHarness('full');
+    try {
+      const t = new UplinkTracer();
+      const writes: UplinkWrite[] = [20, 22, 0].map((n, i) => ({
+        vehicleId: 'Q',
+        seq: i + 1,
+        record: { ...rec('Q', i + 1), traceparent: t.traceparent(i + 1) },
+        traceIds: Buffer.alloc(n, 0xab),
+      }));
+      expect(await h.store.appendUplink(writes)).toEqual(new Map());
+      const want = writes.map((w) => w.record!.traceparent);
+      expect((await h.store.listUplink('Q', 0, 10)).map((r) => r.traceparent)).toEqual(want);
+      await h.store.close();
+      const again = await h.reopen();
+      expect((await again.listUplink('Q', 0, 10)).map((r) => r.traceparent)).toEqual(want);
+    } finally {
+      await h.cleanup();
+    }
+  });
+
   for (const worker of [false, true]) {
     it(`stores the gateway's traceparents packed, others as text, and reads both back exactly${worker ? ' (worker thread)' : ''}`, async () => {
       const h = await sqliteHarness('full', worker);
