@@ -33,8 +33,9 @@ const SEQ_CACHE_MAX = 200_000;
 export const INDEX_RUNS_PER_WRITE = 1_024;
 
 /**
- * Rows a short run may wait above the mark in-process (PendingIndexOptions.holdRows): at 10,000
- * vehicles × 1 msg/s runs of ~13 entries instead of 2; a reload after a crash reads that tail.
+ * Records a short run may wait above the mark in-process (PendingIndexOptions.holdRows): at 10,000
+ * vehicles × 1 msg/s runs of ~13 records instead of 2; a reload after a crash reads them back from
+ * the log.
  */
 export const INDEX_HOLD_ROWS = 131_072;
 

@@ -30,8 +30,8 @@ import { INSERT_RUN_SQL, PendingList, decodeEntries, insertRuns } from './sqlite
 export const INDEXED_UPTO_KEY = 'uplink_indexed_upto';
 
 /**
- * Pending index entries that make an index write due at once, besides the timer: it bounds the
- * memory they take and the tail a reader on another connection scans (worker mode).
+ * Pending entries that make a run write due at once, besides the timer: it bounds the memory they
+ * take and the part of the log a reader on another connection reads (worker mode).
  */
 export const INDEX_WRITE_ENTRIES = 16_384;
 
@@ -135,8 +135,8 @@ export interface PendingIndexOptions {
    * vehicle a write every few seconds makes runs of one or two entries, each an insert into
    * `uplink_runs` and its (vkey, last_seq) index, and a history read one disk read per run; holding
    * them until RUN_TARGET entries or this many rows makes longer runs and far fewer inserts. The
-   * cost is the tail above the mark: a reload after a crash reads it, and a reader on another
-   * connection scans it on every read, so only the appender whose readers share its connection
+   * cost is the log above the mark: a reload after a crash reads it, and a reader on another
+   * connection reads it on every read, so only the appender whose readers share its connection
    * (in-process, reading from memory) holds entries.
    */
   holdRows?: number;
@@ -233,7 +233,7 @@ export class PendingIndex {
 
   /**
    * An index write is due before the timer: enough full runs wait, or (without holdRows, or far
-   * past it) enough entries, which bounds their memory and the tail above the mark.
+   * past it) enough entries, which bounds their memory and the log above the mark.
    */
   get due(): boolean {
     if (this.holdRows === 0) return this.entries >= INDEX_WRITE_ENTRIES;
@@ -321,7 +321,7 @@ export class UplinkRowReader {
     (vkey: number, afterSeq: number, kindMin: number, limit: number) => UplinkRow[]
   >;
 
-  /** `pending`: the appender's entries on this connection; null to scan the tail instead. */
+  /** `pending`: the appender's entries on this connection; null to read the log instead. */
   constructor(
     db: Database.Database,
     private readonly pending: PendingIndex | null,
@@ -348,7 +348,7 @@ export class UplinkRowReader {
   rows(vehicleId: string, afterSeq: number, kindMin: number, limit: number): UplinkRow[] {
     const vkey = this.key.get(vehicleId) as number | undefined;
     if (vkey === undefined) return [];
-    // A read transaction only when two statements must see one snapshot (the tail scan).
+    // A read transaction only when two statements must see one snapshot (the log read).
     if (this.pending === null) return this.snapshot.deferred(vkey, afterSeq, kindMin, limit);
     return this.collect(vkey, afterSeq, kindMin, limit);
   }

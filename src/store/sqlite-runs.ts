@@ -1,12 +1,11 @@
 // The records of an uplink run: one vehicle's consecutive seqs, stored together (schema 5).
 //
-// Why runs carry the records: rows go into `uplink` in arrival order, so with thousands of vehicles
-// reporting one vehicle's rows sit about one per 4 KB page, and a history read from a cold page
-// cache cost one disk read per record (benchmarks.md, "History reads"). A run holds up to RUN_MAX
-// records of one vehicle in one row of `uplink_runs`, so the same read costs one disk read per run.
-// The records are encoded here once, when the row is committed (PendingList.add), kept in memory
-// until the run is written, and the rows below the index mark are then deleted: `uplink` holds only
-// the tail that no run holds yet.
+// Why runs carry the records: stored in arrival order, one vehicle's records sit about one per 4 KB
+// page when thousands of vehicles report, and a history read from a cold page cache costs one disk
+// read per record (benchmarks.md, "History reads"). A run holds up to RUN_MAX records of one
+// vehicle in one row of `uplink_runs`, so the same read costs one disk read per run. A record is
+// encoded once, into its commit's log row (sqlite-log.ts); its entry is copied into its vehicle's
+// PendingList after the commit and written with the list as a run a few seconds later.
 import type Database from 'better-sqlite3';
 import { TRACE_IDS_BYTES as PACKED_TRACEPARENT_BYTES } from '../observability/trace.js';
 // Called, never used at load: sqlite-index.ts imports this module too.
@@ -19,7 +18,8 @@ import { packTraceparent, type UplinkRow } from './sqlite-index.js';
  * - received_at: unsigned LEB128;
  * - the timestamp as a zigzag LEB128 difference from received_at (not for a hole: its ts is 0);
  * - the traceparent: TP_PACKED: 21 bytes (packTraceparent's layout); TP_TEXT: length + UTF-8;
- *   TP_SAME (run bodies only): the one of the entry before, which is how a session's records share it;
+ *   TP_SAME (in pending lists and run bodies, never in the log): the one of the entry before, which
+ *   is how a session's records share it;
  * - the data: length + bytes (DATA_BLOB: the TLVs as received; DATA_TEXT: the JSON of the data).
  * Numbers go through arithmetic, not bit operations: times and ids pass 2^31.
  */
@@ -154,11 +154,18 @@ export function encodeEntry(
   return o;
 }
 
-/** The offset after the entry at `buf[o]` (a run body's TP_SAME included). */
-export function entryEnd(buf: Uint8Array, o: number): number {
+/** Where the traceparent of the entry at `buf[o]` starts (its data, when it has none). */
+function tpOffset(buf: Uint8Array, o: number): number {
   const flags = buf[o++]!;
   while (buf[o++]! & 0x80);
   if ((flags & 3) !== KIND_HOLE) while (buf[o++]! & 0x80);
+  return o;
+}
+
+/** The offset after the entry at `buf[o]` (a TP_SAME included). */
+export function entryEnd(buf: Uint8Array, o: number): number {
+  const flags = buf[o]!;
+  o = tpOffset(buf, o);
   const t = flags & TP_MASK;
   if (t === TP_PACKED) o += PACKED_TRACEPARENT_BYTES;
   else if (t === TP_TEXT) {
@@ -169,20 +176,6 @@ export function entryEnd(buf: Uint8Array, o: number): number {
     readVarint(buf, o);
     o = cursor.o + cursor.v;
   }
-  return o;
-}
-
-/** The received_at of the entry at `buf[o]`. */
-export function entryReceivedAt(buf: Uint8Array, o: number): number {
-  readVarint(buf, o + 1);
-  return cursor.v;
-}
-
-/** The offset of the traceparent of the entry at `buf[o]` (one with TP_PACKED). */
-function tpOffset(buf: Uint8Array, o: number): number {
-  const flags = buf[o++]!;
-  while (buf[o++]! & 0x80);
-  if ((flags & 3) !== KIND_HOLE) while (buf[o++]! & 0x80);
   return o;
 }
 
@@ -318,9 +311,8 @@ export function runBody(list: PendingList, from: number, to: number): Buffer {
 /**
  * Decodes entries from `buf[o, end)`, the first one of seq `seq`, into `out` (those with a seq
  * after `afterSeq` and a kind ≥ kindMin: −1 holes too, 0 records only) until `out` holds `limit`
- * (−1: no limit). The rows' data
- * and packed traceparents are views of `buf` when `views` (a run's body, read from SQLite, is the
- * rows' own) and copies otherwise (a pending list's buffer is reused).
+ * (−1: no limit). The rows' data and packed traceparents are views of `buf` when `views` (a run's
+ * body, read from SQLite, is the rows' own) and copies otherwise (a pending list's buffer is reused).
  */
 export function decodeEntries(
   buf: Uint8Array,
@@ -452,6 +444,6 @@ export function trimRun(
     } else list.add(r.seq, 0, r.kind, r.ts, r.received_at, r.traceparent, r.data);
   }
   const [firstAt, lastAt, records] = runFacts(list, 0, list.count);
-  // A copy: runBody's buffer is shared.
+  // A copy: runBody may give a view of a shared buffer.
   return { body: Buffer.from(runBody(list, 0, list.count)), firstAt, lastAt, records, removed };
 }

@@ -47,8 +47,8 @@ export interface SqliteStoreOptions {
  * PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id
  * text); 2: integer vehicle keys with a (vkey, seq) index on uplink; 3: that index deferred
  * (uplink_seq, written in bulk); 4: the deferred index in runs, one row per vehicle per index write
- * (uplink_runs: sqlite-index.ts); 5: the runs hold their records (sqlite-runs.ts), and `uplink` only
- * the rows not in a run yet.
+ * (uplink_runs: sqlite-index.ts); 5: the runs hold their records (sqlite-runs.ts), which wait in a
+ * log row per commit (uplink_log: sqlite-log.ts) until then; no `uplink` table.
  */
 const SCHEMA_VERSION = 5;
 
