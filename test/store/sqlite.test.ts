@@ -98,6 +98,13 @@ for (const sync of ['full', 'normal'] as const) {
 // Uplink appends in a worker thread (the built dist/store/sqlite-worker.js; npm test builds first).
 storeContract('SqliteStore (sync full, worker thread)', () => sqliteHarness('full', true));
 
+/** The vehicles and meta tables as schemas 0–4 wrote them (the migration tests build such files). */
+const OLD_VEHICLES_TABLE = `CREATE TABLE vehicles (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
+  latest TEXT NOT NULL DEFAULT '{}', latest_seq INTEGER NOT NULL DEFAULT 0,
+  next_cmd_seq INTEGER NOT NULL DEFAULT 1, first_seen INTEGER, last_seen INTEGER) WITHOUT ROWID;`;
+const OLD_META_TABLE =
+  'CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;';
+
 /** The records in runs (holes too), decoded, with their vehicle keys: [vkey, row], by vkey and seq. */
 function runRows(db: Database.Database): [number, UplinkRow][] {
   const out: [number, UplinkRow][] = [];
@@ -353,13 +360,11 @@ describe('SqliteStore specifics', () => {
     try {
       raw.pragma('journal_mode = WAL');
       raw.exec(`
-        CREATE TABLE vehicles (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
-          latest TEXT NOT NULL DEFAULT '{}', latest_seq INTEGER NOT NULL DEFAULT 0,
-          next_cmd_seq INTEGER NOT NULL DEFAULT 1, first_seen INTEGER, last_seen INTEGER) WITHOUT ROWID;
+        ${OLD_VEHICLES_TABLE}
         CREATE TABLE uplink (id INTEGER PRIMARY KEY, vehicle_id TEXT NOT NULL, seq INTEGER NOT NULL,
           kind INTEGER NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL, traceparent TEXT, data TEXT);
         CREATE UNIQUE INDEX uplink_vehicle_seq ON uplink (vehicle_id, seq);
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        ${OLD_META_TABLE}
         INSERT INTO vehicles VALUES ('A', 2, '{"speedKmh":2}', 2, 1, 10, 20);
         INSERT INTO vehicles VALUES ('C', 7, '{"speedKmh":7}', 7, 1, 10, 20);
         INSERT INTO uplink VALUES (1, 'A', 1, 0, 100, 110, NULL, '{"speedKmh":1}');
@@ -665,13 +670,11 @@ describe('SqliteStore specifics', () => {
       try {
         raw.pragma('journal_mode = WAL');
         raw.exec(`
-          CREATE TABLE vehicles (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,
-            latest TEXT NOT NULL DEFAULT '{}', latest_seq INTEGER NOT NULL DEFAULT 0,
-            next_cmd_seq INTEGER NOT NULL DEFAULT 1, first_seen INTEGER, last_seen INTEGER) WITHOUT ROWID;
+          ${OLD_VEHICLES_TABLE}
           CREATE TABLE vehicle_keys (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
           CREATE TABLE uplink (id INTEGER PRIMARY KEY, vkey INTEGER NOT NULL, seq INTEGER NOT NULL,
             kind INTEGER NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL, traceparent TEXT, data BLOB);
-          CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+          ${OLD_META_TABLE}
           INSERT INTO vehicle_keys VALUES (1, 'A'), (2, 'B');
           INSERT INTO uplink VALUES (1, 1, 1, 0, 100, 110, NULL, '{"speedKmh":1}');
           INSERT INTO uplink VALUES (2, 2, 1, 0, 100, 110, NULL, '{"speedKmh":11}');
