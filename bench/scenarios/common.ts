@@ -247,6 +247,8 @@ export async function freePort(): Promise<number> {
 export interface ProcUsage {
   /** CPU time (user + system), ms. */
   cpuMs: number;
+  /** Its system part (in the kernel on the process's behalf), ms. */
+  sysMs: number;
   rssKb: number;
 }
 
@@ -254,10 +256,15 @@ export function procUsage(pid: number): ProcUsage | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(rest[11]) + Number(rest[12]);
+    const sysTicks = Number(rest[12]);
+    const ticks = Number(rest[11]) + sysTicks;
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return { cpuMs: (ticks * 1000) / TICKS_PER_SEC, rssKb: rss };
+    return {
+      cpuMs: (ticks * 1000) / TICKS_PER_SEC,
+      sysMs: (sysTicks * 1000) / TICKS_PER_SEC,
+      rssKb: rss,
+    };
   } catch {
     return undefined;
   }
@@ -266,7 +273,7 @@ export function procUsage(pid: number): ProcUsage | undefined {
 /** CPU and RSS of a named group of processes, summed (a process that exited keeps its last CPU). */
 export class ProcGroup {
   private readonly last = new Map<number, ProcUsage>();
-  private readonly gone = new Map<number, number>();
+  private readonly gone = new Map<number, ProcUsage>();
 
   constructor(readonly name: string) {}
 
@@ -280,24 +287,29 @@ export class ProcGroup {
     if (pid === undefined) return;
     this.read();
     const u = this.last.get(pid);
-    if (u !== undefined) this.gone.set(pid, u.cpuMs);
+    if (u !== undefined) this.gone.set(pid, u);
     this.pids = this.pids.filter((p) => p !== pid);
     this.last.delete(pid);
   }
 
-  /** Current totals: CPU ms (processes of this group ever) and RSS kB (those alive). */
-  read(): { cpuMs: number; rssKb: number } {
+  /** Current totals: CPU ms and its system part (processes of this group ever), RSS kB (those alive). */
+  read(): ProcUsage {
     let cpuMs = 0;
+    let sysMs = 0;
     let rssKb = 0;
     for (const pid of this.pids) {
       const u = procUsage(pid) ?? this.last.get(pid);
       if (u === undefined) continue;
       this.last.set(pid, u);
       cpuMs += u.cpuMs;
+      sysMs += u.sysMs;
       rssKb += u.rssKb;
     }
-    for (const c of this.gone.values()) cpuMs += c;
-    return { cpuMs, rssKb };
+    for (const g of this.gone.values()) {
+      cpuMs += g.cpuMs;
+      sysMs += g.sysMs;
+    }
+    return { cpuMs, sysMs, rssKb };
   }
 }
 

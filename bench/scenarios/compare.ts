@@ -29,6 +29,7 @@ export function pairRatios(gateway: readonly number[], peer: readonly number[]):
 }
 
 const cpuPerAck = (r: ScenarioResult): number => Number(r.figures.cpuUsPerAck);
+const sysPerAck = (r: ScenarioResult): number => Number(r.figures.sysUsPerAck);
 
 export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
@@ -38,6 +39,8 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
   const runs: ScenarioResult[] = [];
   const gateway: number[] = [];
   const other: number[] = [];
+  const gatewaySys: number[] = [];
+  const otherSys: number[] = [];
   let lostAcked = 0;
   for (let i = 0; i < pairs; i++) {
     const g = await uplink({ ...ctx, opts: { ...o, target: undefined, cpuProf: false } });
@@ -45,13 +48,25 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
     runs.push(g, p);
     gateway.push(cpuPerAck(g));
     other.push(cpuPerAck(p));
+    gatewaySys.push(sysPerAck(g));
+    otherSys.push(sysPerAck(p));
     lostAcked += (g.figures.store as { lostAcked?: number } | undefined)?.lostAcked ?? 0;
     ctx.emit({
       type: 'pair',
       scenario: 'compare',
       pair: i + 1,
-      gateway: { target: g.target, cpuUsPerAck: gateway[i], latencyMs: g.figures.latencyMs },
-      peer: { target: p.target, cpuUsPerAck: other[i], latencyMs: p.figures.latencyMs },
+      gateway: {
+        target: g.target,
+        cpuUsPerAck: gateway[i],
+        sysUsPerAck: gatewaySys[i],
+        latencyMs: g.figures.latencyMs,
+      },
+      peer: {
+        target: p.target,
+        cpuUsPerAck: other[i],
+        sysUsPerAck: otherSys[i],
+        latencyMs: p.figures.latencyMs,
+      },
       ratio: ratio(gateway[i]!, other[i]!),
     });
   }
@@ -76,6 +91,9 @@ export async function compare(ctx: ScenarioContext): Promise<ScenarioResult> {
       pairs,
       gatewayCpuUsPerAck: gateway,
       peerCpuUsPerAck: other,
+      // The system part of each (the kernel's work: socket calls, fsync): what moves with the day.
+      gatewaySysUsPerAck: gatewaySys,
+      peerSysUsPerAck: otherSys,
       ratios: r.ratios,
       ratioMedian: r.median,
       ratioMin: r.min,

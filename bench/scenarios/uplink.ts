@@ -201,6 +201,7 @@ export async function steady(
   const all2 = mergedHistogram(summaries);
   const check = storeCheck(summaries);
   const targetCpuMs = cpu1.cpuMs - cpu0.cpuMs;
+  const targetSysMs = cpu1.sysMs - cpu0.sysMs;
   const simCpuMs = sim1.cpuMs - sim0.cpuMs;
   const errors = summaries.reduce((a, s) => a + (s.errorsTotal as number), 0);
   const targetCpuPct = round((targetCpuMs / winMs) * 100);
@@ -224,6 +225,8 @@ export async function steady(
     simCpuPct,
     saturatedSide: saturatedSide(targetCpuPct, simCpuPct, { simProcesses: sims.length }),
     cpuUsPerAck: stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null,
+    // Its system part: the kernel's work for the target (socket calls, fsync), apart from its own code.
+    sysUsPerAck: stored > 0 ? round((targetSysMs * 1000) / stored, 2) : null,
     targetRssMb: round(cpu1.rssKb / 1024),
     simRssMb: round(sim1.rssKb / 1024),
     sent: sumUplink(summaries, 'sent'),
@@ -240,6 +243,7 @@ export async function steady(
     figures.deliveredPerSec = Math.round(deliveredRate);
     figures.delivered = sumUplink(summaries, 'delivered');
     figures.cpuUsPerAck = stored > 0 ? round((targetCpuMs * 1000) / stored, 2) : null;
+    figures.sysUsPerAck = stored > 0 ? round((targetSysMs * 1000) / stored, 2) : null;
   } else {
     figures.store = check;
   }
