@@ -41,6 +41,11 @@ export interface SqliteStoreOptions {
   sync?: 'full' | 'normal';
   /** Run uplink appends in a worker thread (a second connection), off the event loop. */
   worker?: boolean;
+  /**
+   * In-process: how far (in records) a short run may wait above the mark (PendingIndexOptions;
+   * default INDEX_HOLD_ROWS). Tests set it low to see runs written after a few records.
+   */
+  holdRows?: number;
 }
 
 /**
@@ -48,9 +53,20 @@ export interface SqliteStoreOptions {
  * text); 2: integer vehicle keys with a (vkey, seq) index on uplink; 3: that index deferred
  * (uplink_seq, written in bulk); 4: the deferred index in runs, one row per vehicle per index write
  * (uplink_runs: sqlite-index.ts); 5: the runs hold their records (sqlite-runs.ts), which wait in a
- * log row per commit (uplink_log: sqlite-log.ts) until then; no `uplink` table.
+ * log row per commit (uplink_log: sqlite-log.ts) until then; no `uplink` table; 6: an index on the
+ * runs' oldest record time, which retention goes by.
  */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
+
+/**
+ * Pages of runs one retention step goes through at most: each page deletes or trims every run it
+ * lists, so a page that spends none of the budget deleted runs of holes only; the bound keeps the
+ * step's transaction short whatever the file holds.
+ */
+const PRUNE_PAGES = 4;
+
+/** A run retention may act on (oldestRuns): last_id, vkey, last_seq, first_at, last_at, records. */
+type PruneCandidate = [number, number, number, number, number, number];
 
 /** Rows of one vehicle a migration turns into runs at a time (a multiple of RUN_MAX). */
 const MIGRATE_ROWS = 65_536;
@@ -97,8 +113,10 @@ CREATE TABLE IF NOT EXISTS uplink_log (
 -- The uplink records, one vehicle's consecutive seqs first_seq…last_seq per row, written every few
 -- seconds from the log (sqlite-index.ts), whose rows are then deleted below the mark
 -- meta.uplink_indexed_upto; body holds the records (sqlite-runs.ts). Keyed by the position of its
--- last record, so retention goes through runs from the low end (first_at: the oldest received_at
--- of a record, last_at: the newest of any entry; records: holes not counted).
+-- last record. first_at: the oldest received_at of a record (of any entry when it has none),
+-- last_at: the newest of any entry; records: holes not counted. Retention goes through the runs in
+-- first_at order: a run that spans a long time (a vehicle that reports rarely) has its last
+-- position late but its first records early.
 CREATE TABLE IF NOT EXISTS uplink_runs (
   last_id INTEGER PRIMARY KEY,
   vkey INTEGER NOT NULL,
@@ -110,6 +128,7 @@ CREATE TABLE IF NOT EXISTS uplink_runs (
   body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uplink_runs_vkey ON uplink_runs (vkey, last_seq);
+CREATE INDEX IF NOT EXISTS uplink_runs_first_at ON uplink_runs (first_at);
 CREATE TABLE IF NOT EXISTS commands (
   id TEXT PRIMARY KEY,
   vehicle_id TEXT NOT NULL,
@@ -339,7 +358,9 @@ export class SqliteStore implements Store {
       await this.startWorker();
     } else {
       // Reads share this connection and find unindexed rows in memory: short runs may wait.
-      const appender = (this.appender = new UplinkAppender(db, { holdRows: INDEX_HOLD_ROWS }));
+      const appender = (this.appender = new UplinkAppender(db, {
+        holdRows: this.options.holdRows ?? INDEX_HOLD_ROWS,
+      }));
       this.reader = new VehicleStateReader(db, appender.pending);
       // The index and checkpoints every few seconds; reads use the rows and memory meanwhile.
       appender.start();
@@ -371,10 +392,10 @@ export class SqliteStore implements Store {
         .prepare('SELECT first_at FROM uplink_log WHERE last > ? ORDER BY id LIMIT 1')
         .pluck(),
       indexedUpto: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
-      // Retention goes through runs, oldest (lowest last position) first.
+      // Retention goes through the runs with a record (or, holes only, an entry) that old, oldest first.
       oldestRuns: db
         .prepare(
-          'SELECT last_id, vkey, last_seq, first_at, last_at, records FROM uplink_runs ORDER BY last_id LIMIT ?',
+          'SELECT last_id, vkey, last_seq, first_at, last_at, records FROM uplink_runs WHERE first_at < ? ORDER BY first_at LIMIT ?',
         )
         .raw(),
       runBody: db.prepare('SELECT first_seq, body FROM uplink_runs WHERE last_id = ?').raw(),
@@ -554,9 +575,11 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Deletes up to `limit` uplink records received before `before`, going through the runs from the
-   * oldest: a run whose every entry is that old goes whole; in another, those records become holes
-   * (trimRun), so their seqs stay consumed.
+   * Deletes up to `limit` uplink records received before `before`, going through the runs in the
+   * order of their oldest record (pruneRuns): a run whose every entry is that old goes whole; in
+   * another, those records become holes (trimRun), so their seqs stay consumed. Fewer than `limit`
+   * means no record that old is left (but in the rare case of more than PRUNE_PAGES pages of runs of
+   * holes only in one step).
    */
   async pruneUplink(before: number, limit: number): Promise<number> {
     const s = this.s;
@@ -569,48 +592,63 @@ export class SqliteStore implements Store {
       else this.appender?.writeIndex();
     }
     return this.db!.transaction(() => {
-      // What goes: [last_id, whole, …] within the budget, and the vehicles it touches.
-      const plan: [number, boolean, number][] = [];
-      const touched = new Map<number, number>();
-      let budget = limit;
-      for (const [lastId, vkey, lastSeq, firstAt, lastAt, records] of s.oldestRuns.all(
-        Math.max(1, limit),
-      ) as [number, number, number, number, number, number][]) {
-        if (budget <= 0) break;
-        const whole = lastAt < before && records <= budget;
-        if (!whole && (records === 0 || firstAt >= before)) continue;
-        plan.push([lastId, whole, records]);
-        touched.set(vkey, Math.max(touched.get(vkey) ?? 0, lastSeq));
-        // A trim takes what it can: the run's old records, up to the budget left.
-        budget -= whole ? records : Math.min(records, budget);
-      }
-      if (plan.length === 0) return 0;
-      // Records about to go must not be the only record of a vehicle's state: a vehicle whose
-      // checkpoint is behind them gets one now (read from the checkpoint and the records after it).
-      for (const [vkey, lastSeq] of touched) {
-        const [id, checkpointed] = s.checkpointOf.get(vkey) as [string, number];
-        if (checkpointed >= lastSeq) continue;
-        const st = this.reader!.read(id);
-        s.checkpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
-      }
       let n = 0;
-      budget = limit;
-      for (const [lastId, whole, records] of plan) {
-        if (whole) {
-          s.deleteRun.run(lastId);
-          n += records;
-          budget -= records;
-          continue;
-        }
-        const [firstSeq, body] = s.runBody.get(lastId) as [number, Uint8Array];
-        const t = trimRun(body, firstSeq, before, budget);
-        if (t.removed === 0) continue;
-        s.updateRun.run(t.body, t.firstAt, t.lastAt, t.records, lastId);
-        n += t.removed;
-        budget -= t.removed;
+      for (let page = 0; page < PRUNE_PAGES && n < limit; page++) {
+        const runs = s.oldestRuns.all(before, limit - n) as PruneCandidate[];
+        if (runs.length === 0) break;
+        n += this.pruneRuns(runs, before, limit - n);
       }
       return n;
     }).immediate();
+  }
+
+  /**
+   * Retention over runs that each hold something received before `before` (oldestRuns): a run whose
+   * every entry is that old goes whole if its records fit in the budget; in another, its old records
+   * become holes, up to the budget, and a run left without a record goes whole. So every run given
+   * is deleted or loses a record while the budget lasts. Returns the records deleted.
+   */
+  private pruneRuns(runs: readonly PruneCandidate[], before: number, limit: number): number {
+    const s = this.s;
+    // What goes: [last_id, whole, records] within the budget, and the vehicles it touches.
+    const plan: [number, boolean, number][] = [];
+    const touched = new Map<number, number>();
+    let budget = limit;
+    for (const [lastId, vkey, lastSeq, , lastAt, records] of runs) {
+      if (budget <= 0) break;
+      const whole = lastAt < before && records <= budget;
+      plan.push([lastId, whole, records]);
+      touched.set(vkey, Math.max(touched.get(vkey) ?? 0, lastSeq));
+      // A trim takes what it can: the run's old records, up to the budget left.
+      budget -= whole ? records : Math.min(records, budget);
+    }
+    // Records about to go must not be the only record of a vehicle's state: a vehicle whose
+    // checkpoint is behind them gets one now (read from the checkpoint and the records after it).
+    for (const [vkey, lastSeq] of touched) {
+      const [id, checkpointed] = s.checkpointOf.get(vkey) as [string, number];
+      if (checkpointed >= lastSeq) continue;
+      const st = this.reader!.read(id);
+      s.checkpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+    }
+    let n = 0;
+    budget = limit;
+    for (const [lastId, whole, records] of plan) {
+      if (whole) {
+        s.deleteRun.run(lastId);
+        n += records;
+        budget -= records;
+        continue;
+      }
+      const [firstSeq, body] = s.runBody.get(lastId) as [number, Uint8Array];
+      const t = trimRun(body, firstSeq, before, budget);
+      if (t.removed === 0) continue;
+      // Holes only now: the checkpoint above holds what they told (the seqs consumed).
+      if (t.records === 0) s.deleteRun.run(lastId);
+      else s.updateRun.run(t.body, t.firstAt, t.lastAt, t.records, lastId);
+      n += t.removed;
+      budget -= t.removed;
+    }
+    return n;
   }
 
   /**

@@ -406,7 +406,7 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const check = new Database(h.path, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(5);
+      expect(check.pragma('user_version', { simple: true })).toBe(6);
       expect(
         check.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'uplink'").pluck().get(),
       ).toBe(0);
@@ -623,7 +623,8 @@ describe('SqliteStore specifics', () => {
         store = await h.reopen();
       }
     }
-    // Records received before 4 go: A 1–3, B 1–3; B's hole at 4 is received "now" and stays.
+    // Records received before 4 go: A 1–3, B 1–3. B's hole at 4 is received "now", but its run
+    // (B 3–4) is left without a record, so it goes whole: the checkpoint keeps B's last seq.
     expect(await store.pruneUplink(4, 1_000)).toBe(6);
     expect((await store.listUplink('A', 0, 10)).map((r) => r.seq)).toEqual([4, 5, 6]);
     expect((await store.listUplink('B', 0, 10)).map((r) => r.seq)).toEqual([5, 6]);
@@ -631,15 +632,13 @@ describe('SqliteStore specifics', () => {
     await store.close();
     const raw = new Database(h.path, { readonly: true });
     try {
-      // The first runs went whole; the middle ones stay, with 3 a hole now (as B's 4 is).
+      // The first runs went whole, and B 3–4 too; A 3–4 stays, with 3 a hole now.
       const entries = indexEntries(raw);
       expect(entries.map(([vkey, seq]) => [vkey, seq])).toEqual([
         [1, 3],
         [1, 4],
         [1, 5],
         [1, 6],
-        [2, 3],
-        [2, 4],
         [2, 5],
         [2, 6],
       ]);
@@ -647,16 +646,96 @@ describe('SqliteStore specifics', () => {
         runRows(raw)
           .filter(([, r]) => r.kind < 0)
           .map(([k, r]) => [k, r.seq]),
-      ).toEqual([
-        [1, 3],
-        [2, 3],
-        [2, 4],
-      ]);
+      ).toEqual([[1, 3]]);
       expect(
         raw.prepare('SELECT records FROM uplink_runs ORDER BY vkey, first_seq').pluck().all(),
-      ).toEqual([1, 2, 0, 2]);
+      ).toEqual([1, 2, 2]);
+      expect(raw.prepare('SELECT last_seq FROM vehicles WHERE id = ?').pluck().get('B')).toBe(6);
     } finally {
       raw.close();
+    }
+  });
+
+  it('migrates a database of schema 5: its runs get the index retention goes by', async () => {
+    await h.store.appendUplink([{ vehicleId: 'M', seq: 1, record: rec('M', 1) }]);
+    await h.store.close();
+    const raw = new Database(h.path);
+    try {
+      raw.exec('DROP INDEX uplink_runs_first_at');
+      raw.pragma('user_version = 5');
+    } finally {
+      raw.close();
+    }
+    const store = await h.reopen();
+    expect((await store.listUplink('M', 0, 10)).map((r) => r.seq)).toEqual([1]);
+    await store.close();
+    const check = new Database(h.path, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(6);
+      const plan = check
+        .prepare(
+          'EXPLAIN QUERY PLAN SELECT last_id FROM uplink_runs WHERE first_at < ? ORDER BY first_at LIMIT 3',
+        )
+        .all(1) as { detail: string }[];
+      expect(plan.map((p) => p.detail).join('; ')).toContain('uplink_runs_first_at');
+    } finally {
+      check.close();
+    }
+  });
+
+  it('prunes by the oldest record of each run: a run that spans a long time is not passed over', async () => {
+    // S reports rarely: its first record (received at 1,000) waits in memory while four other
+    // vehicles write full runs (received at 5,000), and its run is written last, with S's second
+    // record (6,000). In the order of last positions S's run comes after theirs; retention used to
+    // go by that order, so a step of 3 looked at three recent runs only and reported 0 while S's
+    // old record was left.
+    await h.store.close();
+    const store = new SqliteStore({ path: h.path, sync: 'normal', holdRows: 1_000 });
+    await store.open();
+    try {
+      const appender = (store as unknown as { appender: UplinkAppender }).appender;
+      const at = (vehicleId: string, seq: number, receivedAt: number): UplinkWrite => ({
+        vehicleId,
+        seq,
+        record: { ...rec(vehicleId, seq), receivedAt },
+      });
+      await store.appendUplink([at('S', 1, 1_000)]);
+      for (const f of ['F0', 'F1', 'F2', 'F3'])
+        await store.appendUplink(Array.from({ length: RUN_TARGET }, (_, i) => at(f, i + 1, 5_000)));
+      // The full runs go; S's one record waits (not a full run, not 1,000 records behind).
+      expect(appender.writeIndex(100, false)).toBe(4);
+      expect(appender.pending.entries).toBe(1);
+      await store.appendUplink([at('S', 2, 6_000)]);
+      appender.writeIndex();
+      const raw = new Database(h.path, { readonly: true });
+      try {
+        const order = raw
+          .prepare(
+            'SELECT k.id FROM uplink_runs r JOIN vehicle_keys k ON k.key = r.vkey ORDER BY r.last_id',
+          )
+          .pluck()
+          .all();
+        expect(order).toEqual(['F0', 'F1', 'F2', 'F3', 'S']);
+      } finally {
+        raw.close();
+      }
+      expect(await store.pruneUplink(2_000, 3)).toBe(1);
+      expect((await store.listUplink('S', 0, 10)).map((r) => r.seq)).toEqual([2]);
+      // Nothing older than 2,000 is left: fewer than the budget says so.
+      expect(await store.pruneUplink(2_000, 3)).toBe(0);
+      for (const f of ['F0', 'F1', 'F2', 'F3'])
+        expect(await store.listUplink(f, 0, 100)).toHaveLength(RUN_TARGET);
+      // A step of 3 at 5,500: three of F0's records (its run trimmed), then the rest, step by step.
+      expect(await store.pruneUplink(5_500, 3)).toBe(3);
+      expect((await store.listUplink('F0', 0, 3)).map((r) => r.seq)).toEqual([4, 5, 6]);
+      let total = 3;
+      for (let n = 3; n === 3; total += n) n = await store.pruneUplink(5_500, 3);
+      expect(total).toBe(4 * RUN_TARGET);
+      expect((await store.listUplink('S', 0, 10)).map((r) => r.seq)).toEqual([2]);
+      // Its records gone, a vehicle's seqs stay consumed.
+      expect((await store.markSeen('F3', 9_000)).lastUplinkSeq).toBe(RUN_TARGET);
+    } finally {
+      await store.close();
     }
   });
 
@@ -716,7 +795,7 @@ describe('SqliteStore specifics', () => {
       await store.close();
       const check = new Database(h.path, { readonly: true });
       try {
-        expect(check.pragma('user_version', { simple: true })).toBe(5);
+        expect(check.pragma('user_version', { simple: true })).toBe(6);
         expect(
           check
             .prepare("SELECT count(*) FROM sqlite_master WHERE name IN ('uplink', 'uplink_seq')")
