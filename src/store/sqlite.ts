@@ -603,50 +603,42 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Retention over runs that each hold something received before `before` (oldestRuns): a run whose
-   * every entry is that old goes whole if its records fit in the budget; in another, its old records
-   * become holes, up to the budget, and a run left without a record goes whole. So every run given
-   * is deleted or loses a record while the budget lasts. Returns the records deleted.
+   * Retention over runs that each hold something received before `before` (oldestRuns), in order
+   * until `limit` records went: a run whose every entry is that old goes whole if its records fit
+   * in what is left of the budget; in another, its old records become holes, as many as fit, and a
+   * run left without a record goes whole. So every run given is deleted or trimmed of all its old
+   * records while the budget lasts. Returns the records deleted.
    */
   private pruneRuns(runs: readonly PruneCandidate[], before: number, limit: number): number {
     const s = this.s;
-    // What goes: [last_id, whole, records] within the budget, and the vehicles it touches.
-    const plan: [number, boolean, number][] = [];
-    const touched = new Map<number, number>();
-    let budget = limit;
-    for (const [lastId, vkey, lastSeq, , lastAt, records] of runs) {
-      if (budget <= 0) break;
-      const whole = lastAt < before && records <= budget;
-      plan.push([lastId, whole, records]);
-      touched.set(vkey, Math.max(touched.get(vkey) ?? 0, lastSeq));
-      // A trim takes what it can: the run's old records, up to the budget left.
-      budget -= whole ? records : Math.min(records, budget);
-    }
-    // Records about to go must not be the only record of a vehicle's state: a vehicle whose
-    // checkpoint is behind them gets one now (read from the checkpoint and the records after it).
-    for (const [vkey, lastSeq] of touched) {
-      const [id, checkpointed] = s.checkpointOf.get(vkey) as [string, number];
-      if (checkpointed >= lastSeq) continue;
-      const st = this.reader!.read(id);
-      s.checkpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
-    }
+    // Vehicles whose checkpoint this step wrote: it holds their whole state.
+    const checkpointed = new Set<number>();
     let n = 0;
-    budget = limit;
-    for (const [lastId, whole, records] of plan) {
-      if (whole) {
+    for (const [lastId, vkey, lastSeq, , lastAt, records] of runs) {
+      if (n >= limit) break;
+      // Records about to go must not be the only record of a vehicle's state: a vehicle whose
+      // checkpoint is behind them gets one now (read from the checkpoint and the records after it,
+      // all of them still there: those this step deleted before are behind its checkpoint).
+      if (!checkpointed.has(vkey)) {
+        const [id, upto] = s.checkpointOf.get(vkey) as [string, number];
+        if (upto < lastSeq) {
+          const st = this.reader!.read(id);
+          s.checkpoint.run(id, st.lastSeq, JSON.stringify(st.latest), st.lastSeq);
+          checkpointed.add(vkey);
+        }
+      }
+      if (lastAt < before && records <= limit - n) {
         s.deleteRun.run(lastId);
         n += records;
-        budget -= records;
         continue;
       }
       const [firstSeq, body] = s.runBody.get(lastId) as [number, Uint8Array];
-      const t = trimRun(body, firstSeq, before, budget);
+      const t = trimRun(body, firstSeq, before, limit - n);
       if (t.removed === 0) continue;
-      // Holes only now: the checkpoint above holds what they told (the seqs consumed).
+      // Holes only now: the checkpoint holds what they told (the seqs consumed).
       if (t.records === 0) s.deleteRun.run(lastId);
       else s.updateRun.run(t.body, t.firstAt, t.lastAt, t.records, lastId);
       n += t.removed;
-      budget -= t.removed;
     }
     return n;
   }

@@ -739,6 +739,26 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('counts what a trim removes, not what its run holds: a step takes its whole budget across runs that straddle the line', async () => {
+    // Ten vehicles, one run each: 2 records received at 1,000, then 30 at 5,000. A step of 20 at
+    // 2,000 has exactly 20 old records to take, 2 from each run.
+    let store = h.store;
+    for (let v = 0; v < 10; v++)
+      await store.appendUplink(
+        Array.from({ length: 32 }, (_, i) => ({
+          vehicleId: `W${v}`,
+          seq: i + 1,
+          record: { ...rec(`W${v}`, i + 1), receivedAt: i < 2 ? 1_000 : 5_000 },
+        })),
+      );
+    await store.close();
+    store = await h.reopen();
+    expect(await store.pruneUplink(2_000, 20)).toBe(20);
+    for (let v = 0; v < 10; v++)
+      expect((await store.listUplink(`W${v}`, 0, 1))[0]?.seq, `W${v}`).toBe(3);
+    expect(await store.pruneUplink(2_000, 20)).toBe(0);
+  });
+
   for (const version of [3, 4])
     it(`migrates a database of schema ${version} (rows, and an index of their ids) into runs, rows above its mark too`, async () => {
       await h.store.close();
