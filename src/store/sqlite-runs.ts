@@ -179,6 +179,20 @@ export function entryEnd(buf: Uint8Array, o: number): number {
   return o;
 }
 
+/**
+ * An entry's values in PendingList.add's order: seq, position, kind (0 telemetry, 1 event, −1 hole),
+ * ts, received_at, traceparent, data; as a migration reads old rows and tests write them.
+ */
+export type EntryValues = [
+  number,
+  number,
+  number,
+  number,
+  number,
+  string | Uint8Array | null,
+  Uint8Array | string | null,
+];
+
 let entryScratch = Buffer.allocUnsafeSlow(4096);
 
 /**

@@ -12,7 +12,13 @@ import {
   type FlatFailures,
   type FlatRows,
 } from './sqlite-append.js';
-import { INSERT_RUN_SQL, PendingList, insertRuns, trimRun } from './sqlite-runs.js';
+import {
+  INSERT_RUN_SQL,
+  PendingList,
+  insertRuns,
+  trimRun,
+  type EntryValues,
+} from './sqlite-runs.js';
 import {
   INDEXED_UPTO_KEY,
   PACKED_TRACEPARENT_BYTES,
@@ -201,15 +207,7 @@ function migrate(db: Database.Database): void {
         // A slice of the vehicle's rows at a time: memory stays bounded however many it has.
         for (let after = 0; ;) {
           const list = new PendingList();
-          const slice = rows.all(vkey, after) as [
-            number,
-            number,
-            number,
-            number,
-            number,
-            string | Uint8Array | null,
-            Uint8Array | string | null,
-          ][];
+          const slice = rows.all(vkey, after) as EntryValues[];
           for (const [seq, id, kind, ts, at, tp, data] of slice) {
             list.add(seq, id, kind, ts, at, tp, data);
             after = seq;

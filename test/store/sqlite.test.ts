@@ -50,6 +50,7 @@ import {
   insertRuns,
   runBody,
   trimRun,
+  type EntryValues,
 } from '../../src/store/sqlite-runs.js';
 import type { Store, UplinkWrite } from '../../src/store/types.js';
 import { storeContract, type StoreHarness } from './contract.js';
@@ -1304,15 +1305,7 @@ describe('SqliteStore durability under kill -9', () => {
 describe('uplink runs', () => {
   const tracer = new UplinkTracer();
   /** Entries of every form: packed, text and no traceparent; TLVs, JSON text, holes; wide numbers. */
-  const sample = (): [
-    number,
-    number,
-    number,
-    number,
-    number,
-    string | Uint8Array | null,
-    Uint8Array | string | null,
-  ][] => [
+  const sample = (): EntryValues[] => [
     // seq, position, kind, ts, received_at, traceparent, data
     [1, 1, 0, 1_700_000_000_123, 1_700_000_000_200, tracer.ids, Buffer.from([1, 2, 3])],
     [2, 130, 0, 1_700_000_000_900, 1_700_000_000_201, tracer.ids, Buffer.alloc(300, 7)],
