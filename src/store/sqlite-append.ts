@@ -439,10 +439,48 @@ export class UplinkAppender {
     setImmediate(() => this.checkpointRound());
   }
 
+  /** A round of tick() is still going (its slices run on later turns of the event loop). */
+  get busy(): boolean {
+    return this.indexing || this.checkpointing;
+  }
+
   /** Everything at once: the index and every checkpoint (close, cache eviction). */
   flush(clear = false): void {
     this.writeIndex();
     this.writeCheckpoints();
     if (clear) this.cache.clear();
+  }
+}
+
+/** Store upkeep run on request (SqliteStore.maintain): run writes, checkpoint writes, or the periodic round (both). */
+export type Upkeep = 'index' | 'checkpoints' | 'tick';
+
+/** What the store's worker thread starts with (sqlite-worker.ts). */
+export interface WorkerInit {
+  path: string;
+  sync: 'full' | 'normal';
+  /** The periodic index and checkpoint writes (false: on request and on close only). */
+  background: boolean;
+}
+
+/** A call to the worker thread: an append, or upkeep. It answers { id, failures } or { id, error }. */
+export type WorkerCall = { rows: FlatRows } | { upkeep: Upkeep; max: number };
+
+/**
+ * Runs upkeep on an appender and resolves when it is done: `index` writes the runs of up to `max`
+ * vehicles (all of them when `max` is Infinity), `checkpoints` up to `max` checkpoints, `tick` the
+ * timer's round, whose slices run on later turns of the event loop.
+ */
+export async function runUpkeep(
+  appender: UplinkAppender,
+  work: Upkeep,
+  max: number,
+): Promise<void> {
+  if (work === 'index') appender.writeIndex(max);
+  else if (work === 'checkpoints') appender.writeCheckpoints(max);
+  else {
+    appender.tick();
+    do await new Promise((r) => setImmediate(r));
+    while (appender.busy);
   }
 }

@@ -9,8 +9,12 @@ import {
   ROW_STRIDE,
   UplinkAppender,
   VehicleStateReader,
+  runUpkeep,
   type FlatFailures,
   type FlatRows,
+  type Upkeep,
+  type WorkerCall,
+  type WorkerInit,
 } from './sqlite-append.js';
 import {
   INSERT_RUN_SQL,
@@ -52,7 +56,15 @@ export interface SqliteStoreOptions {
    * default INDEX_HOLD_ROWS). Tests set it low to see runs written after a few records.
    */
   holdRows?: number;
+  /**
+   * false: the index and checkpoints are written only when maintain() asks (and on close), not on
+   * the periodic timer. Tests drive them that way; with nothing running between two calls, a copy
+   * of the files is then what a process killed at that moment leaves, in either mode. Default true.
+   */
+  background?: boolean;
 }
+
+export type { Upkeep };
 
 /**
  * PRAGMA user_version of the current schema. 0: the first one (uplink keyed by the vehicle id
@@ -361,7 +373,7 @@ export class SqliteStore implements Store {
       }));
       this.reader = new VehicleStateReader(db, appender.pending);
       // The index and checkpoints every few seconds; reads use the rows and memory meanwhile.
-      appender.start();
+      if (this.options.background !== false) appender.start();
     }
 
     this.createCommandTx = db.transaction((cmd: NewCommand) => {
@@ -508,7 +520,7 @@ export class SqliteStore implements Store {
       rows[o++] = rec === null ? null : (w.raw ?? JSON.stringify(rec.data));
     }
     let flat: FlatFailures;
-    if (this.worker !== undefined) flat = await this.callWorker(rows);
+    if (this.worker !== undefined) flat = await this.callWorker({ rows });
     else if (this.appender !== undefined) {
       flat = this.appender.append(
         rows,
@@ -523,12 +535,29 @@ export class SqliteStore implements Store {
   }
 
   /** An append in the worker (null: an index write of every vehicle); resolves with its failures. */
-  private callWorker(rows: FlatRows | null): Promise<FlatFailures> {
+  private callWorker(call: WorkerCall): Promise<FlatFailures> {
     const id = ++this.nextCall;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
-      this.worker!.postMessage(rows === null ? { id, index: true } : { id, rows });
+      this.worker!.postMessage({ id, ...call });
     });
+  }
+
+  /**
+   * Runs the store's upkeep now, wherever the appends run, and resolves when it is done: `index`
+   * writes the runs of up to `max` vehicles (every vehicle waiting when `max` is Infinity, else
+   * those due), `checkpoints` up to `max` vehicles' checkpoints, `tick` the timer's round (its
+   * slices over successive turns). With background: false this is the only way they are written
+   * before close.
+   */
+  async maintain(work: Upkeep, max = Infinity): Promise<void> {
+    if (this.worker !== undefined) {
+      await this.callWorker({ upkeep: work, max });
+      return;
+    }
+    const appender = this.appender;
+    if (appender === undefined) throw new Error('store is not open');
+    await runUpkeep(appender, work, max);
   }
 
   /**
@@ -544,7 +573,11 @@ export class SqliteStore implements Store {
     if (!existsSync(url))
       throw new Error(`SQLite worker script missing: ${url.pathname} (run npm run build)`);
     const worker = new Worker(url, {
-      workerData: { path: this.options.path, sync: this.options.sync ?? 'full' },
+      workerData: {
+        path: this.options.path,
+        sync: this.options.sync ?? 'full',
+        background: this.options.background !== false,
+      } satisfies WorkerInit,
     });
     worker.on('message', (msg: { id: number; failures?: FlatFailures; error?: string }) => {
       const call = this.calls.get(msg.id);
@@ -586,8 +619,7 @@ export class SqliteStore implements Store {
     const mark = Number((s.indexedUpto.get(INDEXED_UPTO_KEY) as string | undefined) ?? 0);
     const oldest = s.oldestTail.get(mark) as number | undefined;
     if (oldest !== undefined && oldest < before) {
-      if (this.worker !== undefined) await this.callWorker(null);
-      else this.appender?.writeIndex();
+      await this.maintain('index');
     }
     return this.db!.transaction(() => {
       let n = 0;

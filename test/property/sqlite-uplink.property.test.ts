@@ -7,7 +7,10 @@
 // and pruned records included; a write that does not continue its vehicle's seqs is refused with
 // the store's last seq; retention removes only records older than its line, at most its budget,
 // and reports fewer than its budget only when no such record is left.
-// 200 cases per run of the suite; a longer hunt: VMCP_PROP_RUNS=1500 VMCP_PROP_TIMEOUT=1200000.
+// Both modes: appends in-process, and in the worker thread (--store-worker; it runs from dist, so
+// build first when running this file alone). The periodic upkeep is off (background: false) and
+// driven by the steps, so nothing runs between two calls and a copy of the files is a crash image.
+// 200 + 50 cases per run of the suite; a longer hunt: VMCP_PROP_RUNS=1500 VMCP_PROP_TIMEOUT=1200000.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,7 +19,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UplinkTracer } from '../../src/observability/trace.js';
 import { decodeTelemetrySample, encodeTelemetry, telemetryData } from '../../src/protocol/index.js';
 import { mergeTelemetry, type RecordData, type UplinkRecord } from '../../src/protocol/record.js';
-import type { UplinkAppender } from '../../src/store/sqlite-append.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import type { UplinkWrite } from '../../src/store/types.js';
 
@@ -126,22 +128,27 @@ class Case {
     seen: false,
   }));
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly worker: boolean,
+  ) {}
 
   path(): string {
     return join(this.dir, `g${this.generation}`, 'vmcp.db');
   }
 
   async open(): Promise<void> {
-    // Few records per short run, so that runs are written, split and trimmed in a short case.
-    this.store = new SqliteStore({ path: this.path(), sync: 'normal', holdRows: 12 });
+    // Few records per short run, so that runs are written, split and trimmed in a short case
+    // (in-process; the worker writes every vehicle's runs when asked). The 2 s timer's writes
+    // would make a case depend on wall time: the test drives them, so nothing runs between calls.
+    this.store = new SqliteStore({
+      path: this.path(),
+      sync: 'normal',
+      holdRows: 12,
+      worker: this.worker,
+      background: false,
+    });
     await this.store.open();
-    // The 2 s timer's writes would make a case depend on wall time: the test drives them.
-    clearInterval((this.appender() as unknown as { timer: NodeJS.Timeout }).timer);
-  }
-
-  appender(): UplinkAppender {
-    return (this.store as unknown as { appender: UplinkAppender }).appender;
   }
 
   async run(o: Op): Promise<void> {
@@ -149,16 +156,11 @@ class Case {
       case 'append':
         return this.append(o.groups, o.advance);
       case 'index':
-        this.appender().writeIndex(o.max, o.max === Infinity);
-        return;
+        return this.store.maintain('index', o.max);
       case 'tick':
-        this.appender().tick();
-        await new Promise((r) => setImmediate(r));
-        await new Promise((r) => setImmediate(r));
-        return;
+        return this.store.maintain('tick');
       case 'checkpoints':
-        this.appender().writeCheckpoints(o.max);
-        return;
+        return this.store.maintain('checkpoints', o.max);
       case 'prune':
         return this.prune(this.clock - o.back, o.limit);
       case 'session':
@@ -302,7 +304,11 @@ class Case {
   }
 }
 
-describe('SQLite uplink store against a model', () => {
+describe.each([
+  { mode: 'in-process', worker: false, runs: 200 },
+  // Its own connection and thread: reads here find the records not in runs yet by scanning the log.
+  { mode: 'worker thread', worker: true, runs: 50 },
+])('SQLite uplink store against a model ($mode)', ({ worker, runs }) => {
   let dirs: string[] = [];
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['Date'] });
@@ -323,7 +329,7 @@ describe('SQLite uplink store against a model', () => {
           async (ops, seed) => {
             const dir = mkdtempSync(join(tmpdir(), 'vmcp-prop-'));
             dirs.push(dir);
-            const c = new Case(dir);
+            const c = new Case(dir, worker);
             vi.setSystemTime(c.clock);
             await c.open();
             let x = seed >>> 0 || 1;
@@ -347,7 +353,7 @@ describe('SQLite uplink store against a model', () => {
             }
           },
         ),
-        { numRuns: Number(process.env.VMCP_PROP_RUNS ?? 200) },
+        { numRuns: Number(process.env.VMCP_PROP_RUNS ?? runs) },
       );
     },
     Number(process.env.VMCP_PROP_TIMEOUT ?? 120_000),

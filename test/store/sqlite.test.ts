@@ -892,7 +892,7 @@ describe('SqliteStore specifics', () => {
     const vehicles = INDEX_WRITE_RUNS;
     // A vehicle with one row: its run waits, even through the timer's tick.
     await h.store.appendUplink([{ vehicleId: 'W', seq: 1, record: rec('W', 1) }]);
-    (h.store as unknown as { appender: UplinkAppender }).appender.tick();
+    await (h.store as SqliteStore).maintain('tick');
     expect(indexCount(h.path)).toBe(0);
     for (let seq = 1; seq <= RUN_TARGET; seq++) {
       for (let from = 0; from < vehicles; from += 256) {
