@@ -1,26 +1,32 @@
-// Model-based test of the SQLite uplink store (fast-check): random sequences of appends (several
+// Model-based test of the uplink stores (fast-check): random sequences of appends (several
 // vehicles; telemetry as TLVs or JSON, events, holes; the gateway's traceparents packed or as text,
-// foreign ones, none), run writes in slices, checkpoints, retention, clean reopens and crashes (the
-// files copied between two calls and opened as the next process would find them), each step
-// checked against a plain model: every acked record is listed exactly, in seq order, from any seq
-// and page size; a vehicle's last consumed seq and latest state follow every consumed seq, holes
-// and pruned records included; a write that does not continue its vehicle's seqs is refused with
-// the store's last seq; retention removes only records older than its line, at most its budget,
-// and reports fewer than its budget only when no such record is left.
-// Both modes: appends in-process, and in the worker thread (--store-worker; it runs from dist, so
-// build first when running this file alone). The periodic upkeep is off (background: false) and
-// driven by the steps, so nothing runs between two calls and a copy of the files is a crash image.
-// 200 + 50 cases per run of the suite; a longer hunt: VMCP_PROP_RUNS=1500 VMCP_PROP_TIMEOUT=1200000.
+// foreign ones, none), retention, clean reopens and crashes, and for SQLite its upkeep (run writes
+// in slices, checkpoints), each step checked against a plain model: every acked record is listed
+// exactly, in seq order, from any seq and page size; a vehicle's last consumed seq and latest state
+// follow every consumed seq, holes and pruned records included; a write that does not continue its
+// vehicle's seqs is refused with the store's last seq; retention removes only records older than
+// its line, at most its budget, and reports fewer than its budget only when no such record is left.
+// Three modes:
+// - SQLite in-process, and with appends in its worker thread (--store-worker; it runs from dist,
+//   so build first when running this file alone). The periodic upkeep is off (background: false)
+//   and driven by the steps, so nothing runs between two calls: a crash copies the files then, and
+//   opens the copy as the next process would find them.
+// - Redis (a real redis-server, AOF with fsync always): a crash is a SIGKILL of the server and a
+//   restart, under the open store (its client reconnects; the server has lost its scripts).
+// 200 + 50 + 100 cases per run of the suite; a longer hunt: VMCP_PROP_RUNS=1500
+// VMCP_PROP_TIMEOUT=1200000 (with -t to pick a mode).
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UplinkTracer } from '../../src/observability/trace.js';
 import { decodeTelemetrySample, encodeTelemetry, telemetryData } from '../../src/protocol/index.js';
 import { mergeTelemetry, type RecordData, type UplinkRecord } from '../../src/protocol/record.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
-import type { UplinkWrite } from '../../src/store/types.js';
+import { RedisStore } from '../../src/store/redis.js';
+import { SqliteStore, type Upkeep } from '../../src/store/sqlite.js';
+import type { Store, UplinkWrite } from '../../src/store/types.js';
+import { rawCommand, startRedis, type RedisServer } from '../helpers/redis.js';
 
 const VEHICLES = 5;
 const FOREIGN_TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -40,7 +46,8 @@ type Op =
   | { t: 'index'; max: number }
   | { t: 'tick' }
   | { t: 'checkpoints'; max: number }
-  | { t: 'prune'; back: number; limit: number }
+  // The line: `back` ms before now, or (`at` set) exactly at the time some record was received.
+  | { t: 'prune'; back: number; at: number | null; limit: number }
   | { t: 'session'; v: number }
   | { t: 'reopen' }
   | { t: 'crash' };
@@ -90,6 +97,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('prune' as const),
       back: fc.integer({ min: 0, max: 30_000 }),
+      at: fc.option(fc.nat(), { freq: 2 }),
       limit: fc.integer({ min: 1, max: 15 }),
     }),
   },
@@ -114,11 +122,18 @@ interface VehicleModel {
   seen: boolean;
 }
 
-/** One case: a store on a file, the model, and the clock (Date is faked: holes take Date.now()). */
+/** Where the records go: SQLite in-process or with its worker thread, or a real redis-server. */
+type Mode = { kind: 'sqlite'; worker: boolean } | { kind: 'redis'; server: RedisServer };
+
+let prefixes = 0;
+
+/** One case: a store, the model, and the clock (Date is faked: holes take Date.now()). */
 class Case {
-  store!: SqliteStore;
+  store!: Store;
   clock = T0;
   generation = 0;
+  /** The Redis keys of this case (one server serves every case). */
+  readonly keyPrefix = `prop${process.pid}x${++prefixes}`;
   readonly vehicles: VehicleModel[] = Array.from({ length: VEHICLES }, (_, v) => ({
     id: `VIN-P${v}`,
     lastSeq: 0,
@@ -130,7 +145,7 @@ class Case {
 
   constructor(
     readonly dir: string,
-    readonly worker: boolean,
+    readonly mode: Mode,
   ) {}
 
   path(): string {
@@ -138,17 +153,31 @@ class Case {
   }
 
   async open(): Promise<void> {
-    // Few records per short run, so that runs are written, split and trimmed in a short case
-    // (in-process; the worker writes every vehicle's runs when asked). The 2 s timer's writes
-    // would make a case depend on wall time: the test drives them, so nothing runs between calls.
-    this.store = new SqliteStore({
-      path: this.path(),
-      sync: 'normal',
-      holdRows: 12,
-      worker: this.worker,
-      background: false,
-    });
+    if (this.mode.kind === 'redis') {
+      // Two partitions for five vehicles: retention walks streams shared by several vehicles.
+      this.store = new RedisStore({
+        urls: [this.mode.server.url],
+        keyPrefix: this.keyPrefix,
+        partitions: 2,
+      });
+    } else {
+      // Few records per short run, so that runs are written, split and trimmed in a short case
+      // (in-process; the worker writes every vehicle's runs when asked). The 2 s timer's writes
+      // would make a case depend on wall time: the test drives them, so nothing runs between calls.
+      this.store = new SqliteStore({
+        path: this.path(),
+        sync: 'normal',
+        holdRows: 12,
+        worker: this.mode.worker,
+        background: false,
+      });
+    }
     await this.store.open();
+  }
+
+  /** The SQLite store's upkeep, run by the steps (Redis has none: every write is final). */
+  private async upkeep(work: Upkeep, max = Infinity): Promise<void> {
+    if (this.store instanceof SqliteStore) await this.store.maintain(work, max);
   }
 
   async run(o: Op): Promise<void> {
@@ -156,13 +185,13 @@ class Case {
       case 'append':
         return this.append(o.groups, o.advance);
       case 'index':
-        return this.store.maintain('index', o.max);
+        return this.upkeep('index', o.max);
       case 'tick':
-        return this.store.maintain('tick');
+        return this.upkeep('tick');
       case 'checkpoints':
-        return this.store.maintain('checkpoints', o.max);
+        return this.upkeep('checkpoints', o.max);
       case 'prune':
-        return this.prune(this.clock - o.back, o.limit);
+        return this.prune(this.line(o.back, o.at), o.limit);
       case 'session':
         this.vehicles[o.v]!.tracer = new UplinkTracer();
         return;
@@ -170,6 +199,21 @@ class Case {
         await this.store.close();
         return this.open();
       case 'crash': {
+        if (this.mode.kind === 'redis') {
+          // SIGKILL of the server (AOF, fsync always): what it acked must come back on restart.
+          // The store stays open, as a gateway's does: its client reconnects by itself, and the
+          // restarted server has lost the scripts it had loaded.
+          await this.mode.server.kill();
+          await this.mode.server.restart();
+          for (let i = 0; ; i++) {
+            try {
+              return await this.store.ping();
+            } catch (err) {
+              if (i >= 250) throw err;
+              await new Promise((r) => setTimeout(r, 20));
+            }
+          }
+        }
         // The files as they are between two calls: what a process killed now leaves behind.
         const from = this.path();
         this.generation++;
@@ -258,6 +302,13 @@ class Case {
     }
   }
 
+  /** A retention line: `back` ms before now, or exactly when a record still held was received. */
+  private line(back: number, at: number | null): number {
+    const times = [...new Set(this.vehicles.flatMap((m) => m.records.map((r) => r.receivedAt)))];
+    if (at === null || times.length === 0) return this.clock - back;
+    return times.sort((a, b) => a - b)[at % times.length]!;
+  }
+
   private async prune(before: number, limit: number): Promise<void> {
     const n = await this.store.pruneUplink(before, limit);
     expect(n).toBeGreaterThanOrEqual(0);
@@ -304,12 +355,36 @@ class Case {
   }
 }
 
+/**
+ * Drops the case's data and rewrites the AOF: every crash restarts the server, which replays its
+ * whole AOF, so without this each case would restart slower than the one before.
+ */
+async function emptyAof(server: RedisServer): Promise<void> {
+  await rawCommand(server.port, 'FLUSHALL');
+  await rawCommand(server.port, 'BGREWRITEAOF');
+  for (let i = 0; i < 500; i++) {
+    const info = await rawCommand(server.port, 'INFO persistence');
+    if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('the AOF rewrite did not finish');
+}
+
 describe.each([
-  { mode: 'in-process', worker: false, runs: 200 },
+  { mode: 'SQLite in-process', kind: 'sqlite', worker: false, runs: 200 },
   // Its own connection and thread: reads here find the records not in runs yet by scanning the log.
-  { mode: 'worker thread', worker: true, runs: 50 },
-])('SQLite uplink store against a model ($mode)', ({ worker, runs }) => {
+  { mode: 'SQLite worker thread', kind: 'sqlite', worker: true, runs: 50 },
+  // Lua scripts over streams, sorted sets and hashes; crashes are SIGKILLs of the server.
+  { mode: 'Redis', kind: 'redis', worker: false, runs: 100 },
+] as const)('uplink store against a model ($mode)', ({ kind, worker, runs }) => {
   let dirs: string[] = [];
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    if (kind === 'redis') server = await startRedis();
+  }, 30_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['Date'] });
     dirs = [];
@@ -320,7 +395,7 @@ describe.each([
   });
 
   it(
-    'keeps every acked record, in order, through run writes, retention, reopens and crashes',
+    'keeps every acked record, in order, through retention, reopens and crashes',
     async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -329,7 +404,10 @@ describe.each([
           async (ops, seed) => {
             const dir = mkdtempSync(join(tmpdir(), 'vmcp-prop-'));
             dirs.push(dir);
-            const c = new Case(dir, worker);
+            const c = new Case(
+              dir,
+              kind === 'redis' ? { kind, server: server! } : { kind, worker },
+            );
             vi.setSystemTime(c.clock);
             await c.open();
             let x = seed >>> 0 || 1;
@@ -350,6 +428,7 @@ describe.each([
               await c.check(rand);
             } finally {
               await c.store.close();
+              if (server !== undefined) await emptyAof(server);
             }
           },
         ),
