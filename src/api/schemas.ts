@@ -3,6 +3,7 @@
 // openapi.ts builds /docs/openapi.json from the same entries, so the two cannot drift apart.
 import { ALL_SCOPES } from '../auth/index.js';
 import { VEHICLE_ID_PATTERN } from '../protocol/messages/connect.js';
+import { COMMAND_STATUSES } from '../store/types.js';
 
 /** The subset of JSON Schema used here: valid for Ajv (draft-07) and as an OpenAPI 3.0 Schema Object. */
 export interface JsonSchema {
@@ -92,17 +93,6 @@ function listLimit(what: string): JsonSchema {
 // ---- response schemas (documentation only: answers are not filtered through them) ----
 
 const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
-
-const COMMAND_STATUSES = [
-  'pending',
-  'delivered',
-  'succeeded',
-  'failed',
-  'rejected',
-  'unsupported',
-  'expired',
-  'cancelled',
-] as const;
 
 export const COMPONENT_SCHEMAS: Record<string, JsonSchema> = {
   Error: {

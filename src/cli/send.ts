@@ -1,6 +1,7 @@
 // `vmcp send VIN NAME`: queues a command for a vehicle and, with --wait, follows it to its final status.
 import { parseDuration } from '../config/index.js';
 import { isValidVehicleId } from '../protocol/messages/connect.js';
+import { COMMAND_STATUSES, isFinalStatus } from '../store/types.js';
 import {
   ApiError,
   CONNECTION_HELP,
@@ -18,14 +19,7 @@ const TTL_MAX_MS = 604_800_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
 export const POLL_INTERVAL_MS = 200;
 /** Statuses after which a command never changes again. */
-export const FINAL_STATUSES: ReadonlySet<string> = new Set([
-  'succeeded',
-  'failed',
-  'rejected',
-  'unsupported',
-  'expired',
-  'cancelled',
-]);
+export const FINAL_STATUSES: ReadonlySet<string> = new Set(COMMAND_STATUSES.filter(isFinalStatus));
 
 /** Exit code when --wait ran out of time before the command reached a final status. */
 export const EXIT_TIMEOUT = 3;

@@ -1,15 +1,19 @@
 // The store port: every adapter (SQLite embedded, Redis) implements this and passes test/store/contract.ts.
 import type { RecordData, UplinkRecord } from '../protocol/record.js';
 
-export type CommandStatus =
-  | 'pending'
-  | 'delivered'
-  | 'succeeded'
-  | 'failed'
-  | 'rejected'
-  | 'unsupported'
-  | 'expired'
-  | 'cancelled';
+/** Every status a command can have, the open ones first (the API's enum, the CLI's checks). */
+export const COMMAND_STATUSES = [
+  'pending',
+  'delivered',
+  'succeeded',
+  'failed',
+  'rejected',
+  'unsupported',
+  'expired',
+  'cancelled',
+] as const;
+
+export type CommandStatus = (typeof COMMAND_STATUSES)[number];
 
 export const OPEN_STATUSES: readonly CommandStatus[] = ['pending', 'delivered'];
 /** COMMAND_ACK RESULT 0–4 → final status (4.2). */

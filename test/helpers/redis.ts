@@ -94,6 +94,39 @@ export function rawCommand(port: number, command: string, timeoutMs = 1000): Pro
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Drops every key and rewrites the AOF, waiting for the rewrite: a restart replays the whole AOF, so
+ * tests that restart a server many times empty it between cases to keep restarts fast.
+ */
+export async function emptyRedis(server: RedisServer): Promise<void> {
+  await rawCommand(server.port, 'FLUSHALL');
+  await rawCommand(server.port, 'BGREWRITEAOF');
+  for (let i = 0; i < 500; i++) {
+    const info = await rawCommand(server.port, 'INFO persistence');
+    if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) return;
+    await sleep(10);
+  }
+  throw new Error('the AOF rewrite did not finish');
+}
+
+/**
+ * A crash of the server under a client that stays open: SIGKILL, restart on the same port and data,
+ * then `ping` (the client's) until it answers again (its client reconnects by itself), for at most
+ * about 5 s.
+ */
+export async function crashRedis(server: RedisServer, ping: () => Promise<void>): Promise<void> {
+  await server.kill();
+  await server.restart();
+  for (let i = 0; ; i++) {
+    try {
+      return await ping();
+    } catch (err) {
+      if (i >= 250) throw err;
+      await sleep(20);
+    }
+  }
+}
+
 // Last resort: a test worker that exits without its cleanup (a timeout, a crash) takes its
 // redis-server processes with it.
 const live = new Set<ChildProcess>();

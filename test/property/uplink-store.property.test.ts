@@ -15,9 +15,9 @@
 //   restart, under the open store (its client reconnects; the server has lost its scripts).
 // 200 + 50 + 100 cases per run of the suite; a longer hunt: VMCP_PROP_RUNS=1500
 // VMCP_PROP_TIMEOUT=1200000 (with -t to pick a mode).
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UplinkTracer } from '../../src/observability/trace.js';
@@ -26,7 +26,8 @@ import { mergeTelemetry, type RecordData, type UplinkRecord } from '../../src/pr
 import { RedisStore } from '../../src/store/redis.js';
 import { SqliteStore, type Upkeep } from '../../src/store/sqlite.js';
 import type { Store, UplinkWrite } from '../../src/store/types.js';
-import { rawCommand, startRedis, type RedisServer } from '../helpers/redis.js';
+import { crashRedis, emptyRedis, startRedis, type RedisServer } from '../helpers/redis.js';
+import { copyCrashImage } from '../helpers/sqlite.js';
 
 const VEHICLES = 5;
 const FOREIGN_TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -203,24 +204,12 @@ class Case {
           // SIGKILL of the server (AOF, fsync always): what it acked must come back on restart.
           // The store stays open, as a gateway's does: its client reconnects by itself, and the
           // restarted server has lost the scripts it had loaded.
-          await this.mode.server.kill();
-          await this.mode.server.restart();
-          for (let i = 0; ; i++) {
-            try {
-              return await this.store.ping();
-            } catch (err) {
-              if (i >= 250) throw err;
-              await new Promise((r) => setTimeout(r, 20));
-            }
-          }
+          return crashRedis(this.mode.server, () => this.store.ping());
         }
         // The files as they are between two calls: what a process killed now leaves behind.
         const from = this.path();
         this.generation++;
-        const to = this.path();
-        mkdirSync(dirname(to), { recursive: true });
-        copyFileSync(from, to);
-        if (existsSync(`${from}-wal`)) copyFileSync(`${from}-wal`, `${to}-wal`);
+        copyCrashImage(from, this.path());
         await this.store.close(); // writes to the old files only
         return this.open();
       }
@@ -355,21 +344,6 @@ class Case {
   }
 }
 
-/**
- * Drops the case's data and rewrites the AOF: every crash restarts the server, which replays its
- * whole AOF, so without this each case would restart slower than the one before.
- */
-async function emptyAof(server: RedisServer): Promise<void> {
-  await rawCommand(server.port, 'FLUSHALL');
-  await rawCommand(server.port, 'BGREWRITEAOF');
-  for (let i = 0; i < 500; i++) {
-    const info = await rawCommand(server.port, 'INFO persistence');
-    if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error('the AOF rewrite did not finish');
-}
-
 describe.each([
   { mode: 'SQLite in-process', kind: 'sqlite', worker: false, runs: 200 },
   // Its own connection and thread: reads here find the records not in runs yet by scanning the log.
@@ -428,7 +402,7 @@ describe.each([
               await c.check(rand);
             } finally {
               await c.store.close();
-              if (server !== undefined) await emptyAof(server);
+              if (server !== undefined) await emptyRedis(server);
             }
           },
         ),
