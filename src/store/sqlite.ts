@@ -534,7 +534,7 @@ export class SqliteStore implements Store {
     return failures;
   }
 
-  /** An append in the worker (null: an index write of every vehicle); resolves with its failures. */
+  /** A call to the worker (an append, or upkeep); resolves with the append's failures (none for upkeep). */
   private callWorker(call: WorkerCall): Promise<FlatFailures> {
     const id = ++this.nextCall;
     return new Promise((resolve, reject) => {

@@ -717,11 +717,13 @@ describe('failures', () => {
       expect(a.status).toBe(AckStatus.THROTTLED);
     }
     lastStored = await sendAndAck(v, lastStored + 1, lastStored + 10);
+    // Every node resumes by itself; each reconnects on its own backoff (up to 2 s apart after a
+    // long outage), so the node read from is asked once it is ready.
+    for (const n of nodes)
+      await eventually(async () => (await fetch(`${n.httpUrl}/readyz`)).status === 200);
     expect(await storedSeqs(nodes[2]!, id)).toEqual(
       Array.from({ length: lastStored }, (_, i) => i + 1),
     );
-    await eventually(async () => (await fetch(`${nodes[0]!.httpUrl}/readyz`)).status === 200);
-    await eventually(async () => (await fetch(`${nodes[1]!.httpUrl}/readyz`)).status === 200);
     v.close();
   }, 60_000);
 
@@ -756,7 +758,12 @@ describe('failures', () => {
         return {};
       }
     };
-    await eventually(async () => (await status()).status === 'succeeded', 20_000);
+    let last: unknown;
+    await eventually(async () => (last = await status()).status === 'succeeded', 20_000).catch(
+      (err: Error) => {
+        throw new Error(`${err.message}; the command read last: ${JSON.stringify(last)}`);
+      },
+    );
     expect(await status()).toMatchObject({ status: 'succeeded', result: { opened: true } });
     v.close();
   }, 60_000);
